@@ -1,0 +1,181 @@
+//! The handle every attempt of a supervised task receives.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::panic::{failure_from_panic, CatchPanic};
+use crate::registry::{lock, Entry, Failure};
+
+/// What one attempt of a supervised task is given: its name and attempt number,
+/// a cheap heartbeat, the cancellation signal, and a way to start child tasks that
+/// do not outlive the attempt.
+///
+/// Clones refer to the same attempt.
+#[derive(Clone)]
+pub struct Context {
+    entry: Arc<Entry>,
+    token: CancellationToken,
+    attempt: u32,
+    scope: Arc<Scope>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.name())
+            .field("attempt", &self.attempt)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl Context {
+    pub(crate) fn new(
+        entry: Arc<Entry>,
+        token: CancellationToken,
+        attempt: u32,
+        scope: Arc<Scope>,
+    ) -> Self {
+        Context {
+            entry,
+            token,
+            attempt,
+            scope,
+        }
+    }
+
+    /// The task's name, as in the registry.
+    pub fn name(&self) -> &str {
+        self.entry.name()
+    }
+
+    /// Which attempt this is: 1 on the first run, 2 after the first restart.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Records a heartbeat: "this task is making progress".
+    ///
+    /// Costs a few relaxed atomic operations: no lock, no hashing, no clock read.
+    /// The recorded time comes from a cached clock and is accurate to
+    /// [`clock::RESOLUTION`](crate::clock::RESOLUTION).
+    #[inline]
+    pub fn heartbeat(&self) {
+        self.entry.beat();
+    }
+
+    /// Resolves when the task is asked to stop. An attempt that does not return
+    /// within the task's grace period after that is dropped.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+
+    /// `true` once the task has been asked to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The task's cancellation token.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Starts a child task tied to this attempt.
+    ///
+    /// The child is aborted (dropped at its next `.await`, whether or not it looks
+    /// at any token) when the attempt ends for any reason. A panic in the child
+    /// fails the attempt like a panic of its own, and the returned handle sees it
+    /// as a [`JoinError`](tokio::task::JoinError) too.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like [`tokio::spawn`].
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let scope = self.scope.clone();
+        let attempt = self.attempt;
+        let handle = tokio::spawn(async move {
+            match CatchPanic::new(fut).await {
+                Ok(v) => v,
+                Err(payload) => {
+                    let failure = failure_from_panic(payload, attempt);
+                    let message = format!("child task panicked: {}", failure.message);
+                    scope.child_failed(Failure { message, ..failure });
+                    // Surface the panic to the child's own handle as well.
+                    std::panic::resume_unwind(Box::new("child task panicked"))
+                }
+            }
+        });
+        self.scope.adopt(handle.abort_handle());
+        handle
+    }
+}
+
+/// The children of one attempt.
+#[derive(Default)]
+pub(crate) struct Scope {
+    children: Mutex<Children>,
+    failed: Notify,
+}
+
+#[derive(Default)]
+struct Children {
+    handles: Vec<AbortHandle>,
+    closed: bool,
+    failure: Option<Failure>,
+}
+
+impl Scope {
+    fn adopt(&self, handle: AbortHandle) {
+        let mut children = lock(&self.children);
+        if children.closed {
+            handle.abort();
+            return;
+        }
+        // Forget finished children now and then so a long attempt that spawns
+        // many short ones does not grow without bound.
+        if children.handles.len() >= 32 && children.handles.len().is_power_of_two() {
+            children.handles.retain(|h| !h.is_finished());
+        }
+        children.handles.push(handle);
+    }
+
+    fn child_failed(&self, failure: Failure) {
+        let mut children = lock(&self.children);
+        if children.failure.is_none() && !children.closed {
+            children.failure = Some(failure);
+            self.failed.notify_one();
+        }
+    }
+
+    /// Resolves with the first child panic of this attempt.
+    pub(crate) async fn first_child_failure(&self) -> Failure {
+        loop {
+            let notified = self.failed.notified();
+            if let Some(f) = lock(&self.children).failure.take() {
+                return f;
+            }
+            notified.await;
+        }
+    }
+
+    /// Aborts every child; children spawned afterwards are aborted at once.
+    pub(crate) fn close(&self) {
+        let handles = {
+            let mut children = lock(&self.children);
+            children.closed = true;
+            std::mem::take(&mut children.handles)
+        };
+        for h in handles {
+            h.abort();
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Catching panics of supervised code, with their location.
+//!
+//! A panic's location is only known to the panic hook, so the first supervised
+//! task installs a hook that records it (and a backtrace when `RUST_BACKTRACE`
+//! asks for one) for panics raised while supervised code is being polled, then
+//! calls the hook that was installed before it. Applications that install their
+//! own hook *after* starting supervised tasks should call
+//! [`install_panic_hook`] again afterwards to keep locations in failure reports.
+
+use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Once};
+use std::task::{Context, Poll};
+
+use crate::registry::{Failure, FailureKind};
+
+thread_local! {
+    /// How many supervised polls are on this thread's stack.
+    static INSIDE: Cell<u32> = const { Cell::new(0) };
+    /// What the hook saw of the last panic raised inside one of them.
+    static CAUGHT: RefCell<Option<Caught>> = const { RefCell::new(None) };
+}
+
+struct Caught {
+    location: Option<String>,
+    backtrace: Option<Backtrace>,
+}
+
+/// Chains a hook that records the location of panics raised in supervised code
+/// in front of the current panic hook, which still runs for every panic.
+///
+/// Supervised tasks call this once, when the first of them starts. Call it
+/// yourself after installing a panic hook of your own later than that; otherwise
+/// failures are still caught and reported, only without their location.
+pub fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if INSIDE.try_with(Cell::get).unwrap_or(0) > 0 {
+            let backtrace = Backtrace::capture();
+            let caught = Caught {
+                location: info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                backtrace: (backtrace.status() == BacktraceStatus::Captured).then_some(backtrace),
+            };
+            let _ = CAUGHT.try_with(|c| {
+                if let Ok(mut slot) = c.try_borrow_mut() {
+                    *slot = Some(caught);
+                }
+            });
+        }
+        previous(info)
+    }));
+}
+
+/// Installs the hook once per process.
+pub(crate) fn ensure_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(install_panic_hook);
+}
+
+/// Runs supervised code on this thread: polls inside are seen by the hook.
+struct Inside;
+
+impl Inside {
+    fn enter() -> Inside {
+        INSIDE.with(|c| c.set(c.get() + 1));
+        Inside
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.with(|c| c.set(c.get() - 1));
+    }
+}
+
+/// Turns a caught panic payload into a failure, taking the location the hook
+/// recorded on this thread.
+pub(crate) fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
+    let message = panic_message(&*payload);
+    drop_payload(payload);
+    let caught = CAUGHT.with(|c| c.borrow_mut().take());
+    let mut failure = Failure::new(FailureKind::Panic, message, attempt);
+    if let Some(caught) = caught {
+        failure.location = caught.location;
+        failure.backtrace = caught.backtrace.map(Arc::new);
+    }
+    failure
+}
+
+/// The message of a panic payload: the `&str` or `String` it carries, or a note
+/// naming what it is otherwise.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Drops a panic payload whose `Drop` may itself panic, without letting that
+/// second panic escape.
+fn drop_payload(payload: Box<dyn Any + Send>) {
+    if let Err(second) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        // The payload of a panic in a payload's `Drop` could panic again on drop:
+        // leak it rather than risk an abort.
+        std::mem::forget(second);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future whose polls catch panics and mark the thread as running
+    /// supervised code.
+    pub(crate) struct CatchPanic<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> CatchPanic<F> {
+    pub(crate) fn new(inner: F) -> Self {
+        CatchPanic { inner }
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let _inside = Inside::enter();
+        let inner = self.project().inner;
+        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    }
+}

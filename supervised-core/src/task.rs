@@ -1,0 +1,89 @@
+//! A supervised fn packaged as a value: what `#[supervised]` turns an async fn
+//! into.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::run::{Exit, Spec, TaskOutput};
+
+type Attempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+type Factory = Box<dyn FnMut(Context) -> Attempt + Send + 'static>;
+
+/// A supervised task, ready to run: its [`Spec`] and a factory that makes one
+/// future per attempt.
+///
+/// `#[supervised]` fns return one; [`Group::spawn`](crate::Group::spawn) and
+/// `spawn_all!` start several.
+///
+/// ```
+/// use supervised_core::{CancellationToken, Context, Exit, Spec, Task};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let task = Task::new(Spec::new("once"), |ctx: Context| async move {
+///     ctx.heartbeat();
+/// });
+/// assert_eq!(task.name(), "once");
+/// assert_eq!(task.run(CancellationToken::new()).await, Exit::Completed);
+/// # }
+/// ```
+pub struct Task {
+    spec: Spec,
+    factory: Factory,
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").field("spec", &self.spec).finish()
+    }
+}
+
+impl Task {
+    /// Packages `f` under `spec`.
+    pub fn new<F, Fut>(spec: Spec, mut f: F) -> Task
+    where
+        F: FnMut(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        Task {
+            spec,
+            factory: Box::new(move |ctx| {
+                let fut = f(ctx);
+                Box::pin(async move { fut.await.into_outcome() })
+            }),
+        }
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        self.spec.name()
+    }
+
+    /// The task's policy.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// Changes the task's policy, e.g. to record it in another registry.
+    pub fn with_spec(mut self, f: impl FnOnce(Spec) -> Spec) -> Task {
+        self.spec = f(self.spec);
+        self
+    }
+
+    /// Supervises the task on the current tokio task until it completes, is
+    /// cancelled through `token` or gives up; see [`Spec::run`].
+    pub fn run(self, token: CancellationToken) -> impl Future<Output = Exit> + Send + 'static {
+        self.spec.run(token, self.factory)
+    }
+
+    /// [`Task::run`] on a new tokio task.
+    pub fn spawn(self, token: CancellationToken) -> JoinHandle<Exit> {
+        tokio::spawn(self.run(token))
+    }
+}
