@@ -12,3 +12,8 @@ pub use supervised_macros::supervised;
 /// Items used by the code the macros generate. Not public API.
 #[doc(hidden)]
 pub mod __private {}
+
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

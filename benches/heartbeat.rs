@@ -1,0 +1,61 @@
+//! What one heartbeat costs: through a task's `Context`, by name, and in the Go
+//! design ported literally (a mutex-guarded map of name to `SystemTime`), all in
+//! one run so the ratios are honest.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use supervised::{CancellationToken, Context, Registry, Spec};
+
+/// Starts a supervised task on a private registry and hands its `Context` out.
+fn context(rt: &tokio::runtime::Runtime, registry: &Registry) -> (Context, CancellationToken) {
+    let token = CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spec = Spec::new("bench").registry(registry);
+    let t = token.clone();
+    rt.spawn(spec.run(t, move |ctx: Context| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(ctx.clone());
+            ctx.cancelled().await;
+        }
+    }));
+    (rx.recv().expect("the task starts"), token)
+}
+
+fn heartbeat(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let registry = Registry::new();
+    let (ctx, token) = context(&rt, &registry);
+
+    let mut group = c.benchmark_group("heartbeat");
+    group.bench_function("context", |b| b.iter(|| black_box(&ctx).heartbeat()));
+
+    registry.heartbeat("by-name");
+    group.bench_function("by_name", |b| {
+        b.iter(|| registry.heartbeat(black_box("by-name")))
+    });
+
+    let go_design: Mutex<HashMap<String, SystemTime>> = Mutex::new(HashMap::new());
+    group.bench_function("go_design_baseline", |b| {
+        b.iter(|| {
+            let name = black_box("by-name");
+            go_design
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), SystemTime::now());
+        })
+    });
+    group.finish();
+    token.cancel();
+}
+
+criterion_group!(benches, heartbeat);
+criterion_main!(benches);
