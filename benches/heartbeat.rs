@@ -55,6 +55,14 @@ fn heartbeat(c: &mut Criterion) {
     });
     group.finish();
     token.cancel();
+
+    // What the above are made of, measured in the same run.
+    let mut blocks = c.benchmark_group("building_blocks");
+    blocks.bench_function("system_time_now", |b| b.iter(SystemTime::now));
+    blocks.bench_function("instant_now", |b| b.iter(std::time::Instant::now));
+    let lock = std::sync::RwLock::new(0u64);
+    blocks.bench_function("rwlock_read", |b| b.iter(|| *black_box(&lock).read().unwrap()));
+    blocks.finish();
 }
 
 criterion_group!(benches, heartbeat);

@@ -23,6 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
@@ -414,6 +415,50 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The map of names. Names come from the program (task names, heartbeat call
+/// sites), not from its clients, so a fast non-keyed hash is safe here and
+/// keeps a by-name heartbeat cheap.
+type Names = HashMap<String, Arc<Entry>, BuildHasherDefault<NameHasher>>;
+
+/// A multiply-rotate hash over 8-byte words (the FxHash construction).
+#[derive(Default, Clone, Copy)]
+struct NameHasher(u64);
+
+impl NameHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for NameHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// A liveness registry. Cheap to clone; clones share the same entries.
 ///
 /// Most programs use the process-wide one through the free functions of this
@@ -425,7 +470,7 @@ pub struct Registry {
 
 struct Inner {
     clock: Clock,
-    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    entries: RwLock<Names>,
 }
 
 impl fmt::Debug for Registry {
@@ -462,7 +507,7 @@ impl Registry {
         Registry {
             inner: Arc::new(Inner {
                 clock,
-                entries: RwLock::new(HashMap::new()),
+                entries: RwLock::new(Names::default()),
             }),
         }
     }
@@ -474,11 +519,11 @@ impl Registry {
         GLOBAL.get_or_init(Registry::new)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Entry>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Names> {
         self.inner.entries.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Entry>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Names> {
         self.inner
             .entries
             .write()
@@ -640,3 +685,4 @@ pub fn status(name: &str) -> Option<TaskStatus> {
 pub fn tasks() -> Vec<TaskStatus> {
     Registry::global().tasks()
 }
+
