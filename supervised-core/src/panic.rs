@@ -57,10 +57,28 @@ pub fn install_panic_hook() {
     }));
 }
 
-/// Installs the hook once per process.
+/// `false` when this program is built with `panic = "abort"`: a panic then ends
+/// the whole process and cannot be caught, so supervision restarts only after
+/// `Err` returns and stalls.
+pub const fn panics_are_caught() -> bool {
+    cfg!(panic = "unwind")
+}
+
+/// Installs the hook once per process, and warns once when panics cannot be
+/// caught at all.
 pub(crate) fn ensure_panic_hook() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(install_panic_hook);
+    ONCE.call_once(|| {
+        if !panics_are_caught() {
+            let warning = "supervised: this program is built with panic = \"abort\"; \
+                a panic in a supervised task will abort the whole process instead of \
+                restarting the task. Build with panic = \"unwind\" (the default) to \
+                supervise panics.";
+            tracing::warn!("{warning}");
+            eprintln!("WARNING: {warning}");
+        }
+        install_panic_hook();
+    });
 }
 
 /// Runs supervised code on this thread: polls inside are seen by the hook.
@@ -117,16 +135,17 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
 
 pin_project_lite::pin_project! {
     /// A future whose polls catch panics and mark the thread as running
-    /// supervised code.
+    /// supervised code. The inner future is dropped as soon as it finishes, inside
+    /// the same guard, so a panic in its `Drop` is caught too.
     pub(crate) struct CatchPanic<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
     }
 }
 
 impl<F: Future> CatchPanic<F> {
     pub(crate) fn new(inner: F) -> Self {
-        CatchPanic { inner }
+        CatchPanic { inner: Some(inner) }
     }
 }
 
@@ -135,11 +154,25 @@ impl<F: Future> Future for CatchPanic<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let _inside = Inside::enter();
-        let inner = self.project().inner;
-        match catch_unwind(AssertUnwindSafe(move || inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
-            Err(payload) => Poll::Ready(Err(payload)),
+        let mut inner = self.project().inner;
+        let polled = catch_unwind(AssertUnwindSafe(|| match inner.as_mut().as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => panic!("`CatchPanic` polled after it finished"),
+        }));
+        let result = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(v)) => Ok(v),
+            Err(payload) => Err(payload),
+        };
+        match (catch_unwind(AssertUnwindSafe(|| inner.set(None))), result) {
+            (Ok(()), result) => Poll::Ready(result),
+            // The future finished but its `Drop` panicked: that is the failure.
+            (Err(drop_panic), Ok(_)) => Poll::Ready(Err(drop_panic)),
+            // It had already panicked: report the first panic.
+            (Err(drop_panic), Err(first)) => {
+                drop_payload(drop_panic);
+                Poll::Ready(Err(first))
+            }
         }
     }
 }
