@@ -61,7 +61,9 @@ fn heartbeat(c: &mut Criterion) {
     blocks.bench_function("system_time_now", |b| b.iter(SystemTime::now));
     blocks.bench_function("instant_now", |b| b.iter(std::time::Instant::now));
     let lock = std::sync::RwLock::new(0u64);
-    blocks.bench_function("rwlock_read", |b| b.iter(|| *black_box(&lock).read().unwrap()));
+    blocks.bench_function("rwlock_read", |b| {
+        b.iter(|| *black_box(&lock).read().unwrap())
+    });
     blocks.finish();
 }
 

@@ -685,4 +685,3 @@ pub fn status(name: &str) -> Option<TaskStatus> {
 pub fn tasks() -> Vec<TaskStatus> {
     Registry::global().tasks()
 }
-

@@ -51,19 +51,20 @@ async fn a_future_whose_drop_panics_after_a_clean_return_is_a_failure() {
 async fn a_future_whose_drop_panics_after_a_panic_reports_the_first_panic() {
     let registry = Registry::new();
     let token = CancellationToken::new();
-    let task = Spec::new("drop-after-panic")
-        .registry(&registry)
-        .spawn(token.clone(), |ctx: Context| {
-            let guard = PanicOnDrop("second, from drop");
-            async move {
-                let _keep = &guard;
-                if ctx.attempt() < 3 {
-                    fail("first, from the body");
+    let task =
+        Spec::new("drop-after-panic")
+            .registry(&registry)
+            .spawn(token.clone(), |ctx: Context| {
+                let guard = PanicOnDrop("second, from drop");
+                async move {
+                    let _keep = &guard;
+                    if ctx.attempt() < 3 {
+                        fail("first, from the body");
+                    }
+                    std::mem::forget(guard);
+                    ctx.cancelled().await;
                 }
-                std::mem::forget(guard);
-                ctx.cancelled().await;
-            }
-        });
+            });
     tokio::time::sleep(Duration::from_secs(4)).await;
     let status = registry.status("drop-after-panic").unwrap();
     assert_eq!((status.state, status.restarts), (TaskState::Running, 2));
@@ -132,7 +133,10 @@ async fn a_panic_in_one_task_never_touches_another() {
         });
     tokio::time::sleep(Duration::from_secs(10)).await;
     let calm_status = registry.status("calm").unwrap();
-    assert_eq!((calm_status.state, calm_status.restarts), (TaskState::Running, 0));
+    assert_eq!(
+        (calm_status.state, calm_status.restarts),
+        (TaskState::Running, 0)
+    );
     assert_eq!(calm_beats.load(Ordering::SeqCst), 10);
     assert!(registry.status("wild").unwrap().restarts > 500);
     token.cancel();
@@ -155,28 +159,40 @@ async fn a_task_blocking_its_thread_is_reported_stale_and_others_go_on() {
             ctx.heartbeat();
             std::thread::sleep(Duration::from_millis(600));
         });
-    let other = Spec::new("other")
-        .registry(&registry)
-        .spawn(token.clone(), |ctx: Context| async move {
-            while !ctx.is_cancelled() {
-                ctx.heartbeat();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        });
+    let other =
+        Spec::new("other")
+            .registry(&registry)
+            .spawn(token.clone(), |ctx: Context| async move {
+                while !ctx.is_cancelled() {
+                    ctx.heartbeat();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = registry.status("blocker").unwrap();
     assert!(status.stale && !status.healthy, "{status:?}");
     assert!(registry.status("other").unwrap().healthy);
-    assert!(registry.is_healthy(&["other"], Duration::from_millis(200)).0);
+    assert!(
+        registry
+            .is_healthy(&["other"], Duration::from_millis(200))
+            .0
+    );
     token.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), blocker).await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), blocker)
+        .await
+        .unwrap();
     let _ = other.await;
 }
 
 /// Runs `case` of this test binary in a child process and returns its status.
 fn child(case: &str) -> std::process::Output {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "unrecoverable_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "unrecoverable_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("SUPERVISED_UNRECOVERABLE_CASE", case)
         .output()
         .expect("run the child")
@@ -198,7 +214,9 @@ fn unrecoverable_child() {
             "hook" => {
                 std::panic::set_hook(Box::new(|_| panic!("the hook itself panics")));
                 let _ = Spec::new("hook")
-                    .run(CancellationToken::new(), |_ctx: Context| async { fail("first") })
+                    .run(CancellationToken::new(), |_ctx: Context| async {
+                        fail("first")
+                    })
                     .await;
             }
             // A panic in a destructor while unwinding from another panic.
@@ -235,7 +253,12 @@ fn unrecoverable_panics_abort_the_process() {
         #[cfg(unix)]
         {
             use std::os::unix::process::ExitStatusExt;
-            assert_eq!(out.status.signal(), Some(6), "{case}: SIGABRT expected, {:?}", out.status);
+            assert_eq!(
+                out.status.signal(),
+                Some(6),
+                "{case}: SIGABRT expected, {:?}",
+                out.status
+            );
         }
     }
 }

@@ -21,12 +21,16 @@ fn fail(message: &str) {
 async fn run_with_recover_clean_return_does_not_restart() {
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
-    let exit = run_with_recover(CancellationToken::new(), "go-clean", move |_ctx: Context| {
-        let c = c.clone();
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-        }
-    })
+    let exit = run_with_recover(
+        CancellationToken::new(),
+        "go-clean",
+        move |_ctx: Context| {
+            let c = c.clone();
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        },
+    )
     .await;
     assert_eq!(exit, Exit::Completed);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -121,7 +125,10 @@ fn liveness_registry_global_wall_time_is_exact() {
     supervised_core::heartbeat("go-port-global-A");
     let after = SystemTime::now();
     let last = supervised_core::last_tick("go-port-global-A").unwrap();
-    assert!(before <= last && last <= after, "{before:?} {last:?} {after:?}");
+    assert!(
+        before <= last && last <= after,
+        "{before:?} {last:?} {after:?}"
+    );
     assert_eq!(supervised_core::last_tick("go-port-global-unknown"), None);
 }
 
@@ -149,8 +156,10 @@ async fn run_with_recover_uses_default_spec() {
     let task = Spec::new("go-default")
         .registry(&registry)
         .spawn(token.clone(), |_ctx: Context| async move { fail("again") });
-    tokio::time::sleep(Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30) + Duration::from_millis(1))
-        .await;
+    tokio::time::sleep(
+        Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30) + Duration::from_millis(1),
+    )
+    .await;
     assert_eq!(registry.status("go-default").unwrap().restarts, 7);
     token.cancel();
     assert_eq!(task.await.unwrap(), Exit::Cancelled);

@@ -72,7 +72,13 @@ async fn a_failure_is_logged_with_task_attempt_restarts_delay_message_and_locati
         assert!(first.contains(field), "missing {field}: {first}");
     }
     let second = lines[1];
-    for field in ["attempt=2", "restarts=1", "kind=error", "error=still bad", "giving up"] {
+    for field in [
+        "attempt=2",
+        "restarts=1",
+        "kind=error",
+        "error=still bad",
+        "giving up",
+    ] {
         assert!(second.contains(field), "missing {field}: {second}");
     }
 }

@@ -33,7 +33,11 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     let Exit::Failed { failure, .. } = exit else {
         panic!("{exit:?}")
     };
-    assert_eq!(app_hook_calls.load(Ordering::SeqCst), 1, "the application's hook ran");
+    assert_eq!(
+        app_hook_calls.load(Ordering::SeqCst),
+        1,
+        "the application's hook ran"
+    );
     let location = failure.location.clone().expect("location");
     assert!(location.starts_with(file!()), "{location}");
     let backtrace = failure.backtrace.as_ref().expect("backtrace").to_string();
@@ -45,7 +49,9 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     let exit = Spec::new("rehooked")
         .registry(&registry)
         .restart(RestartPolicy::Never)
-        .run(CancellationToken::new(), |_ctx: Context| async { fail("no location") })
+        .run(CancellationToken::new(), |_ctx: Context| async {
+            fail("no location")
+        })
         .await;
     let Exit::Failed { failure, .. } = exit else {
         panic!("{exit:?}")
@@ -57,7 +63,9 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     let exit = Spec::new("chained-again")
         .registry(&registry)
         .restart(RestartPolicy::Never)
-        .run(CancellationToken::new(), |_ctx: Context| async { fail("located") })
+        .run(CancellationToken::new(), |_ctx: Context| async {
+            fail("located")
+        })
         .await;
     let Exit::Failed { failure, .. } = exit else {
         panic!("{exit:?}")

@@ -20,7 +20,10 @@ fn age_equal_to_the_threshold_is_healthy_and_one_nanosecond_more_is_stale() {
     clock.advance(MINUTE);
     assert_eq!(registry.is_healthy(&["a"], MINUTE), (true, vec![]));
     clock.advance(Duration::from_nanos(1));
-    assert_eq!(registry.is_healthy(&["a"], MINUTE), (false, vec!["a".into()]));
+    assert_eq!(
+        registry.is_healthy(&["a"], MINUTE),
+        (false, vec!["a".into()])
+    );
 }
 
 #[test]
@@ -53,7 +56,10 @@ fn unknown_and_empty_inputs() {
 fn a_zero_threshold_accepts_only_a_beat_at_this_very_instant() {
     let (clock, registry) = manual();
     registry.heartbeat("now");
-    assert_eq!(registry.is_healthy(&["now"], Duration::ZERO), (true, vec![]));
+    assert_eq!(
+        registry.is_healthy(&["now"], Duration::ZERO),
+        (true, vec![])
+    );
     clock.advance(Duration::from_nanos(1));
     assert!(!registry.is_healthy(&["now"], Duration::ZERO).0);
 }
@@ -108,7 +114,9 @@ async fn a_supervised_task_is_registered_and_by_name_beats_reach_it() {
     let task = Spec::new("sup")
         .registry(&registry)
         .stale_after(MINUTE)
-        .spawn(token.clone(), |ctx: Context| async move { ctx.cancelled().await });
+        .spawn(token.clone(), |ctx: Context| async move {
+            ctx.cancelled().await
+        });
     tokio::task::yield_now().await;
     let status = registry.status("sup").unwrap();
     assert_eq!(status.state, TaskState::Running);
@@ -130,7 +138,10 @@ async fn a_supervised_task_is_registered_and_by_name_beats_reach_it() {
     let status = registry.status("sup").unwrap();
     assert_eq!(status.state, TaskState::Cancelled);
     clock.advance(10 * MINUTE);
-    assert!(!registry.status("sup").unwrap().stale, "ended tasks are not stale");
+    assert!(
+        !registry.status("sup").unwrap().stale,
+        "ended tasks are not stale"
+    );
 }
 
 #[test]

@@ -177,7 +177,9 @@ async fn restart_limit_ends_in_failed_and_escalates() {
     // max_restarts = 3 allows 4 runs; the 4th failure is not a restart.
     assert_eq!(starts.get(), [0, 1, 2, 3].map(secs).to_vec());
     match exit {
-        Exit::Failed { reason, failure, .. } => {
+        Exit::Failed {
+            reason, failure, ..
+        } => {
             assert_eq!(
                 reason,
                 GaveUp::RestartLimit {
@@ -224,20 +226,28 @@ async fn restart_limit_window_slides() {
 async fn err_restarts_and_ok_stops() {
     let (registry, spec) = spec("err-ok");
     let starts = Starts::new();
-    let task = supervise(spec, &CancellationToken::new(), &starts, |ctx: Context| async move {
-        if ctx.attempt() < 3 {
-            Err(std::io::Error::other(format!("attempt {}", ctx.attempt())))
-        } else {
-            Ok(())
-        }
-    });
+    let task = supervise(
+        spec,
+        &CancellationToken::new(),
+        &starts,
+        |ctx: Context| async move {
+            if ctx.attempt() < 3 {
+                Err(std::io::Error::other(format!("attempt {}", ctx.attempt())))
+            } else {
+                Ok(())
+            }
+        },
+    );
     assert_eq!(task.await.unwrap(), Exit::Completed);
     assert_eq!(starts.get(), [0, 1, 3].map(secs).to_vec());
     let status = registry.status("err-ok").unwrap();
     assert_eq!(status.state, TaskState::Completed);
     assert_eq!(status.restarts, 2);
     let last = status.last_failure.unwrap();
-    assert_eq!((last.kind, last.message.as_str(), last.attempt), (FailureKind::Error, "attempt 2", 2));
+    assert_eq!(
+        (last.kind, last.message.as_str(), last.attempt),
+        (FailureKind::Error, "attempt 2", 2)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -273,7 +283,9 @@ async fn policy_never_fails_on_the_first_failure_and_completes_on_ok() {
         |_| async { fail("once") },
     );
     match task.await.unwrap() {
-        Exit::Failed { reason, failure, .. } => {
+        Exit::Failed {
+            reason, failure, ..
+        } => {
             assert_eq!(reason, GaveUp::NoRestart);
             assert_eq!(failure.kind, FailureKind::Panic);
             assert_eq!(failure.message, "once");
@@ -295,16 +307,25 @@ async fn policy_never_fails_on_the_first_failure_and_completes_on_ok() {
 async fn cancel_during_backoff_returns_without_time_advancing() {
     let (registry, spec) = spec("cancel-backoff");
     let token = CancellationToken::new();
-    let task = supervise(spec.backoff_initial(secs(3600)), &token, &Starts::new(), |_| async {
-        fail("x")
-    });
+    let task = supervise(
+        spec.backoff_initial(secs(3600)),
+        &token,
+        &Starts::new(),
+        |_| async { fail("x") },
+    );
     tokio::time::sleep(secs(10)).await;
-    assert_eq!(registry.status("cancel-backoff").unwrap().state, TaskState::BackingOff);
+    assert_eq!(
+        registry.status("cancel-backoff").unwrap().state,
+        TaskState::BackingOff
+    );
     let at = Instant::now();
     token.cancel();
     assert_eq!(task.await.unwrap(), Exit::Cancelled);
     assert_eq!(at.elapsed(), Duration::ZERO);
-    assert_eq!(registry.status("cancel-backoff").unwrap().state, TaskState::Cancelled);
+    assert_eq!(
+        registry.status("cancel-backoff").unwrap().state,
+        TaskState::Cancelled
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,7 +356,10 @@ async fn cancel_during_a_run_that_ignores_the_token_returns_after_the_grace() {
     assert_eq!(at.elapsed(), secs(2));
     tokio::task::yield_now().await;
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "the attempt was dropped");
-    assert_eq!(registry.status("stubborn").unwrap().state, TaskState::Cancelled);
+    assert_eq!(
+        registry.status("stubborn").unwrap().state,
+        TaskState::Cancelled
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -372,7 +396,9 @@ async fn an_already_cancelled_token_runs_nothing() {
     let token = CancellationToken::new();
     token.cancel();
     let starts = Starts::new();
-    let exit = supervise(spec, &token, &starts, |_| async {}).await.unwrap();
+    let exit = supervise(spec, &token, &starts, |_| async {})
+        .await
+        .unwrap();
     assert_eq!(exit, Exit::Cancelled);
     assert!(starts.get().is_empty());
 }
@@ -482,7 +508,11 @@ async fn children_are_aborted_when_their_attempt_ends() {
     token.cancel();
     task.await.unwrap();
     tokio::time::sleep(secs(1)).await;
-    assert_eq!(child_ticks.load(Ordering::SeqCst), n, "child outlived the task");
+    assert_eq!(
+        child_ticks.load(Ordering::SeqCst),
+        n,
+        "child outlived the task"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -502,7 +532,11 @@ async fn a_child_panic_fails_its_attempt() {
     });
     tokio::time::sleep(secs(3)).await;
     assert_eq!(starts.get(), [0, 2].map(secs).to_vec());
-    let failure = registry.status("child-panic").unwrap().last_failure.unwrap();
+    let failure = registry
+        .status("child-panic")
+        .unwrap()
+        .last_failure
+        .unwrap();
     assert_eq!(failure.kind, FailureKind::Panic);
     assert_eq!(failure.message, "child task panicked: child broke");
     assert!(failure.location.unwrap().contains("runtime.rs"));
@@ -523,7 +557,9 @@ async fn non_string_panic_payloads_are_caught() {
         let (registry, spec) = spec("payload");
         let exit = spec
             .restart(RestartPolicy::Never)
-            .run(CancellationToken::new(), move |_ctx: Context| async move { raise() })
+            .run(CancellationToken::new(), move |_ctx: Context| async move {
+                raise()
+            })
             .await;
         let Exit::Failed { failure, .. } = exit else {
             panic!("{what}: {exit:?}")
@@ -575,8 +611,15 @@ async fn panic_location_is_recorded() {
     };
     let location = failure.location.clone().expect("location");
     assert!(location.starts_with(file!()), "{location}");
-    assert!(failure.message.contains("index out of bounds"), "{}", failure.message);
-    assert_eq!(failure.to_string(), format!("panic: {} at {location}", failure.message));
+    assert!(
+        failure.message.contains("index out of bounds"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        failure.to_string(),
+        format!("panic: {} at {location}", failure.message)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -627,14 +670,20 @@ async fn states_are_visible_through_status() {
     gate.add_permits(1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = registry.status("states").unwrap();
-    assert_eq!((s.state, s.attempt, s.restarts), (TaskState::BackingOff, 1, 0));
+    assert_eq!(
+        (s.state, s.attempt, s.restarts),
+        (TaskState::BackingOff, 1, 0)
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let s = registry.status("states").unwrap();
     assert_eq!((s.state, s.attempt, s.restarts), (TaskState::Running, 2, 1));
     gate.add_permits(1);
     assert_eq!(task.await.unwrap(), Exit::Completed);
     let s = registry.status("states").unwrap();
-    assert_eq!((s.state, s.attempt, s.restarts), (TaskState::Completed, 2, 1));
+    assert_eq!(
+        (s.state, s.attempt, s.restarts),
+        (TaskState::Completed, 2, 1)
+    );
     let all: Vec<String> = registry.tasks().into_iter().map(|t| t.name).collect();
     assert_eq!(all, ["states"]);
 }
@@ -658,10 +707,17 @@ async fn dropping_the_supervisor_records_cancelled_and_stops_the_attempt() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     task.abort();
     let _ = task.await;
-    assert_eq!(registry.status("dropped").unwrap().state, TaskState::Cancelled);
+    assert_eq!(
+        registry.status("dropped").unwrap().state,
+        TaskState::Cancelled
+    );
     let n = ticks.load(Ordering::SeqCst);
     tokio::time::sleep(secs(5)).await;
-    assert_eq!(ticks.load(Ordering::SeqCst), n, "attempt outlived its supervisor");
+    assert_eq!(
+        ticks.load(Ordering::SeqCst),
+        n,
+        "attempt outlived its supervisor"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -670,14 +726,18 @@ async fn a_second_live_task_with_the_same_name_is_refused() {
     let token = CancellationToken::new();
     let first = Spec::new("twin")
         .registry(&registry)
-        .spawn(token.clone(), |ctx: Context| async move { ctx.cancelled().await });
+        .spawn(token.clone(), |ctx: Context| async move {
+            ctx.cancelled().await
+        });
     tokio::task::yield_now().await;
     let second = Spec::new("twin")
         .registry(&registry)
         .run(token.clone(), |_ctx: Context| async {})
         .await;
     match second {
-        Exit::Failed { reason, failure, .. } => {
+        Exit::Failed {
+            reason, failure, ..
+        } => {
             assert_eq!(reason, GaveUp::NameTaken);
             assert_eq!(failure.kind, FailureKind::NameTaken);
             assert!(failure.message.contains("twin"));
@@ -729,10 +789,12 @@ async fn context_reports_name_attempt_and_token() {
 fn supervisor_futures_are_send_and_static_with_any_name() {
     fn assert_send_static<T: Send + 'static>(_: &T) {}
     let token = CancellationToken::new();
-    let literal = supervised_core::run_with_recover(token.clone(), "literal", |_ctx: Context| async {});
-    let owned = supervised_core::run_with_recover(token, String::from("owned"), |_ctx: Context| async {
-        Ok::<(), std::io::Error>(())
-    });
+    let literal =
+        supervised_core::run_with_recover(token.clone(), "literal", |_ctx: Context| async {});
+    let owned =
+        supervised_core::run_with_recover(token, String::from("owned"), |_ctx: Context| async {
+            Ok::<(), std::io::Error>(())
+        });
     assert_send_static(&literal);
     assert_send_static(&owned);
 }
@@ -743,23 +805,27 @@ async fn context_heartbeat_takes_the_registry_clock() {
     let registry = Registry::with_clock(clock.clone());
     let token = CancellationToken::new();
     let c = clock.clone();
-    let task = Spec::new("clocked")
-        .registry(&registry)
-        .spawn(token.clone(), move |ctx: Context| {
-            let c = c.clone();
-            async move {
-                c.advance(secs(30));
-                ctx.heartbeat();
-                ctx.cancelled().await;
-            }
-        });
+    let task =
+        Spec::new("clocked")
+            .registry(&registry)
+            .spawn(token.clone(), move |ctx: Context| {
+                let c = c.clone();
+                async move {
+                    c.advance(secs(30));
+                    ctx.heartbeat();
+                    ctx.cancelled().await;
+                }
+            });
     tokio::task::yield_now().await;
     tokio::task::yield_now().await;
     let s = registry.status("clocked").unwrap();
     assert_eq!(s.last_tick, Some(clock.now()));
     assert_eq!(s.since_last_tick, Some(Duration::ZERO));
     clock.advance(secs(2));
-    assert_eq!(registry.status("clocked").unwrap().since_last_tick, Some(secs(2)));
+    assert_eq!(
+        registry.status("clocked").unwrap().since_last_tick,
+        Some(secs(2))
+    );
     token.cancel();
     task.await.unwrap();
 }

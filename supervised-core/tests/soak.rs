@@ -142,13 +142,20 @@ async fn two_thousand_tasks_keep_exact_books_under_random_faults() {
     // Run until every script is done (bounded in simulated time).
     let start = Instant::now();
     while !scripts.iter().all(|s| s.finished.load(Ordering::SeqCst)) {
-        assert!(start.elapsed() < Duration::from_secs(20_000), "soak did not finish");
+        assert!(
+            start.elapsed() < Duration::from_secs(20_000),
+            "soak did not finish"
+        );
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
 
     // The books: every injected fault was seen, nothing else.
     let statuses = registry.tasks();
-    assert_eq!(statuses.len(), TASKS, "registry holds exactly the task names");
+    assert_eq!(
+        statuses.len(),
+        TASKS,
+        "registry holds exactly the task names"
+    );
     let mut totals = [0u64; 4];
     for (i, (status, script)) in statuses.iter().zip(&scripts).enumerate() {
         assert_eq!(status.name, format!("soak-{i:04}"));
