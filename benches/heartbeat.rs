@@ -4,17 +4,26 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use supervised::{CancellationToken, Context, Registry, Spec};
 
 /// Starts a supervised task on a private registry and hands its `Context` out.
 fn context(rt: &tokio::runtime::Runtime, registry: &Registry) -> (Context, CancellationToken) {
+    context_named(rt, registry, "bench")
+}
+
+fn context_named(
+    rt: &tokio::runtime::Runtime,
+    registry: &Registry,
+    name: &str,
+) -> (Context, CancellationToken) {
     let token = CancellationToken::new();
     let (tx, rx) = std::sync::mpsc::channel();
-    let spec = Spec::new("bench").registry(registry);
+    let spec = Spec::new(name).registry(registry);
     let t = token.clone();
     rt.spawn(spec.run(t, move |ctx: Context| {
         let tx = tx.clone();
@@ -54,7 +63,52 @@ fn heartbeat(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Under contention: two threads beating two tasks, and one thread beating
+    // while another takes snapshots of the registry without pause.
+    let (other, other_token) = context_named(&rt, &registry, "bench-2");
+    let mut group = c.benchmark_group("heartbeat_contended");
+    group.bench_function("two_threads_two_tasks", |b| {
+        b.iter_custom(|iters| {
+            std::thread::scope(|s| {
+                let peer = s.spawn(|| {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        black_box(&other).heartbeat();
+                    }
+                    start.elapsed()
+                });
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(&ctx).heartbeat();
+                }
+                let mine = start.elapsed();
+                mine.max(peer.join().expect("peer thread"))
+            })
+        })
+    });
+    group.bench_function("while_snapshotting", |b| {
+        b.iter_custom(|iters| {
+            let done = AtomicBool::new(false);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    while !done.load(Ordering::Relaxed) {
+                        black_box(registry.snapshot());
+                    }
+                });
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(&ctx).heartbeat();
+                }
+                let elapsed = start.elapsed();
+                done.store(true, Ordering::Relaxed);
+                elapsed
+            })
+        })
+    });
+    group.finish();
     token.cancel();
+    other_token.cancel();
 
     // What the above are made of, measured in the same run.
     let mut blocks = c.benchmark_group("building_blocks");

@@ -130,7 +130,7 @@ pub(crate) struct Scope {
 struct Children {
     handles: Vec<AbortHandle>,
     closed: bool,
-    failure: Option<Failure>,
+    failure: Option<Box<Failure>>,
 }
 
 impl Scope {
@@ -151,7 +151,7 @@ impl Scope {
     fn child_failed(&self, failure: Failure) {
         let mut children = lock(&self.children);
         if children.failure.is_none() && !children.closed {
-            children.failure = Some(failure);
+            children.failure = Some(Box::new(failure));
             self.failed.notify_one();
         }
     }
@@ -161,7 +161,7 @@ impl Scope {
         loop {
             let notified = self.failed.notified();
             if let Some(f) = lock(&self.children).failure.take() {
-                return f;
+                return *f;
             }
             notified.await;
         }

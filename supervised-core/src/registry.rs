@@ -227,7 +227,8 @@ pub(crate) struct Supervision {
     panics: AtomicU64,
     errors: AtomicU64,
     stalls: AtomicU64,
-    last_failure: Mutex<Option<Failure>>,
+    /// Boxed: most tasks never fail, and an empty slot costs one word.
+    last_failure: Mutex<Option<Box<Failure>>>,
 }
 
 /// One name in the registry.
@@ -376,7 +377,7 @@ impl Entry {
             FailureKind::NameTaken => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        *lock(&sup.last_failure) = Some(failure.clone());
+        *lock(&sup.last_failure) = Some(Box::new(failure.clone()));
     }
 
     fn status(&self, clock: &Clock, now_mono: u64) -> Option<TaskStatus> {
@@ -404,7 +405,7 @@ impl Entry {
                 errors: sup.errors.load(Ordering::Relaxed),
                 stalls: sup.stalls.load(Ordering::Relaxed),
             },
-            last_failure: lock(&sup.last_failure).clone(),
+            last_failure: lock(&sup.last_failure).as_deref().cloned(),
         })
     }
 }

@@ -1,0 +1,142 @@
+//! Scale: 1,000, 10,000 and 100,000 supervised tasks, each waiting on its
+//! token and beating once a second. For each size: the time to spawn and
+//! register them all, the memory per task beyond the user's future (RSS against
+//! the same futures under bare `tokio::spawn`), and the time of `snapshot()`,
+//! `tasks()` and `is_healthy` over every name. Each size runs in a child
+//! process of its own. `cargo bench --bench scale` prints a Markdown table.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use supervised::{CancellationToken, Context, Registry, Spec};
+
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+
+/// The user's future in both variants: wait on the token, beat once a second.
+async fn user_loop(token: CancellationToken, beat: impl Fn()) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = every.tick() => beat(),
+        }
+    }
+}
+
+fn child(kind: &str, n: usize) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let token = CancellationToken::new();
+    let registry = Registry::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let names: Vec<String> = (0..n).map(|i| format!("task-{i:06}")).collect();
+    // Settle the runtime and the clock thread before the baseline reading.
+    rt.block_on(tokio::task::yield_now());
+    supervised::heartbeat("warm-up");
+    let rss_before = support::rss_bytes();
+
+    let spawn_start = Instant::now();
+    rt.block_on(async {
+        for name in &names {
+            let started = started.clone();
+            let token = token.clone();
+            match kind {
+                "bare" => {
+                    tokio::spawn(async move {
+                        started.fetch_add(1, Ordering::Relaxed);
+                        user_loop(token, || {}).await
+                    });
+                }
+                _ => {
+                    let spec = Spec::new(name.as_str()).registry(&registry);
+                    tokio::spawn(spec.run(token.clone(), move |ctx: Context| {
+                        let started = started.clone();
+                        let token = token.clone();
+                        async move {
+                            started.fetch_add(1, Ordering::Relaxed);
+                            user_loop(token, || ctx.heartbeat()).await
+                        }
+                    }));
+                }
+            }
+        }
+        while started.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let spawn_time = spawn_start.elapsed();
+    // Let every task beat once.
+    rt.block_on(async { tokio::time::sleep(Duration::from_millis(1100)).await });
+    let rss_after = support::rss_bytes();
+
+    let mut line = format!(
+        "{kind} {n} spawn_ms={:.1} rss_bytes={}",
+        spawn_time.as_secs_f64() * 1e3,
+        rss_after.saturating_sub(rss_before)
+    );
+    if kind == "supervised" {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let time = |f: &dyn Fn()| {
+            support::median(
+                (0..9)
+                    .map(|_| {
+                        let t = Instant::now();
+                        f();
+                        t.elapsed()
+                    })
+                    .collect(),
+            )
+        };
+        let snapshot = time(&|| assert_eq!(registry.snapshot().len(), n));
+        let tasks = time(&|| assert_eq!(registry.tasks().len(), n));
+        let healthy = time(&|| assert!(registry.is_healthy(&refs, Duration::from_secs(60)).0));
+        line += &format!(
+            " snapshot_us={:.0} tasks_us={:.0} is_healthy_us={:.0}",
+            snapshot.as_secs_f64() * 1e6,
+            tasks.as_secs_f64() * 1e6,
+            healthy.as_secs_f64() * 1e6
+        );
+    }
+    token.cancel();
+    println!("{line}");
+}
+
+fn field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if support::is_child() {
+        let n: usize = args[2].parse().expect("size");
+        child(&args[1], n);
+        return;
+    }
+    // `cargo bench` passes `--bench`; a filter may follow. Nothing to filter here.
+    println!("| tasks | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (µs) | tasks() (µs) | is_healthy(all) (µs) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for n in SIZES {
+        let size = n.to_string();
+        let bare = support::run_child(&["bare", &size]);
+        let sup = support::run_child(&["supervised", &size]);
+        let per_task = (field(&sup, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64;
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            field(&sup, "spawn_ms"),
+            field(&bare, "spawn_ms"),
+            per_task,
+            field(&sup, "snapshot_us"),
+            field(&sup, "tasks_us"),
+            field(&sup, "is_healthy_us"),
+        );
+    }
+}

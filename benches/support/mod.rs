@@ -1,0 +1,59 @@
+//! What the custom-harness benchmarks share: process measurements read from
+//! `/proc`, and running one measurement in a child process of its own so that
+//! memory one measurement freed cannot flatter the next.
+
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+/// Resident set size of this process, in bytes (0 where `/proc` is missing).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// CPU time (user + system) used by this process so far.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> u64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ')'.
+    let clock_ticks_per_second = 100;
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks_per_second)
+}
+
+/// Re-runs this benchmark binary with `args`, with `BENCH_CHILD=1` set, and
+/// returns what it printed on stdout.
+pub fn run_child(args: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("current exe");
+    let out = Command::new(exe)
+        .args(args)
+        .env("BENCH_CHILD", "1")
+        .output()
+        .expect("run child");
+    assert!(
+        out.status.success(),
+        "child {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `true` inside a child started by [`run_child`].
+pub fn is_child() -> bool {
+    std::env::var_os("BENCH_CHILD").is_some()
+}
+
+/// The median of some durations.
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
