@@ -499,10 +499,14 @@ where
             ),
         }
         entry.set_state(TaskState::BackingOff);
-        tokio::select! {
-            biased;
-            _ = token.cancelled() => return finish(&entry, Exit::Cancelled),
-            _ = tokio::time::sleep(delay) => {}
+        // A zero delay restarts at once: a timer would round it up to the
+        // timer wheel's 1 ms granularity.
+        if !delay.is_zero() {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return finish(&entry, Exit::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
         }
         if spec.limit.is_some() {
             recent_restarts.push_back(Instant::now());

@@ -829,3 +829,25 @@ async fn context_heartbeat_takes_the_registry_clock() {
     token.cancel();
     task.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_backoff_restarts_at_once() {
+    let (registry, spec) = spec("zero-backoff");
+    let spec = spec
+        .backoff_initial(Duration::ZERO)
+        .backoff_max(Duration::ZERO);
+    let starts = Starts::new();
+    let task = supervise(
+        spec,
+        &CancellationToken::new(),
+        &starts,
+        |ctx: Context| async move {
+            if ctx.attempt() <= 5 {
+                fail("again");
+            }
+        },
+    );
+    assert_eq!(task.await.unwrap(), Exit::Completed);
+    assert_eq!(starts.get(), vec![Duration::ZERO; 6]);
+    assert_eq!(registry.status("zero-backoff").unwrap().restarts, 5);
+}
