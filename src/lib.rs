@@ -1,17 +1,180 @@
 //! Keeps the background loops of a tokio service alive and makes their health
 //! visible.
 //!
-//! This crate re-exports the runtime ([`supervised_core`]) and the
-//! `#[supervised]` attribute; see their docs.
+//! Put [`#[supervised]`](macro@supervised) on the async fn of a background
+//! loop: it is restarted with backoff when it panics or returns `Err`, each
+//! iteration of its loop records a heartbeat (no line to write), and its state
+//! is in a [`Registry`]. [`spawn_all!`] starts several such tasks in a
+//! [`Group`] that shuts down within one bounded grace.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use supervised::{spawn_all, supervised, Context, TaskState};
+//!
+//! struct Db;
+//!
+//! /// Sends what is due, once a second.
+//! #[supervised(backoff_max = "30s", stale_after = "1m")]
+//! async fn scheduler(ctx: Context, db: Arc<Db>) -> anyhow::Result<()> {
+//!     loop {
+//!         // One tick; an `Err` or a panic here restarts the task after a backoff.
+//!         let _db = &db;
+//!         tokio::time::sleep(Duration::from_secs(1)).await;
+//!     }
+//! }
+//!
+//! /// Drops expired sessions, once a minute.
+//! #[supervised(restart = "always", max_restarts = 10, within = "1h")]
+//! async fn health_sweep() {
+//!     loop {
+//!         tokio::time::sleep(Duration::from_secs(60)).await;
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let db = Arc::new(Db);
+//! let group = spawn_all!(scheduler(db.clone()), health_sweep);
+//!
+//! tokio::time::sleep(Duration::from_secs(120)).await; // the service runs
+//! assert!(group.is_healthy());
+//! assert_eq!(supervised::status("scheduler").unwrap().state, TaskState::Running);
+//!
+//! // On shutdown (e.g. after `tokio::signal::ctrl_c()`): cancel every task,
+//! // wait at most 10 s in all.
+//! let exits = group.shutdown(Duration::from_secs(10)).await;
+//! assert!(exits.iter().all(|(_, exit)| exit.is_cancelled()));
+//! # }
+//! ```
+//!
+//! Everything the macros generate is plain code of the runtime
+//! ([`supervised_core`], re-exported here): [`Task`], [`Spec`], [`Context`],
+//! [`Group`]; use them directly for tasks built at run time.
 #![warn(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
 pub use supervised_core::*;
+/// Turns an `async fn` into a fn returning a supervised [`Task`].
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised::{supervised, CancellationToken, Context, Exit};
+///
+/// #[derive(Clone)]
+/// struct Queue;
+///
+/// /// Relays the queue.
+/// #[supervised(name = "relay", backoff_initial = "500ms", stale_after = "30s")]
+/// pub async fn relay(ctx: Context, queue: Queue, batch: usize) -> Result<(), String> {
+///     let _ = (queue, batch);
+///     while !ctx.is_cancelled() {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let task = relay(Queue, 100); // the `Context` is supplied by the runtime
+/// assert_eq!(task.name(), "relay");
+/// let token = CancellationToken::new();
+/// let handle = task.spawn(token.clone());
+/// token.cancel();
+/// assert_eq!(handle.await.unwrap(), Exit::Cancelled);
+/// # }
+/// ```
+///
+/// `relay` above is the same as this hand-written fn:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use supervised::{Context, Spec, Task};
+/// # #[derive(Clone)]
+/// # struct Queue;
+/// /// Relays the queue.
+/// pub fn relay(queue: Queue, batch: usize) -> Task {
+///     let spec = Spec::new("relay")
+///         .backoff_initial(Duration::from_millis(500))
+///         .stale_after(Duration::from_secs(30));
+///     Task::new(spec, move |ctx: Context| {
+///         // Each attempt gets fresh clones of the arguments.
+///         let queue = queue.clone();
+///         let batch = batch.clone();
+///         async move {
+///             let _ = (queue, batch);
+///             while !ctx.is_cancelled() {
+///                 ctx.heartbeat(); // injected into every top-level loop
+///                 tokio::time::sleep(Duration::from_secs(1)).await;
+///             }
+///             Ok::<(), String>(())
+///         }
+///     })
+/// }
+/// # assert_eq!(relay(Queue, 1).name(), "relay");
+/// ```
+///
+/// # The fn
+///
+/// * It must be an `async fn` without generics, `impl Trait` arguments or
+///   `self`. Its visibility, docs and attributes are kept.
+/// * A parameter whose type is `Context` (or a path ending in `Context`) is
+///   supplied by the runtime and removed from the signature. Every other
+///   argument must be `Clone + Send + 'static` and is cloned for each attempt,
+///   so an attempt starts from the values the fn was called with.
+/// * It returns nothing, `()`, or `Result<(), E>` with `E: Display`
+///   (`anyhow::Result<()>`, `io::Result<()>`, boxed errors). An `Err` or a
+///   panic is a failure. A body that never returns is fine.
+///
+/// # Injected heartbeat
+///
+/// Every iteration of each `loop`, `while` and `for` that is a statement (or
+/// the tail expression) of the fn's own body records a heartbeat, at the start
+/// of the iteration, so `continue` counts too. Loops nested deeper, in
+/// closures or in async blocks are left alone; code there calls
+/// [`Context::heartbeat`] itself. `heartbeat = "manual"` turns injection off.
+/// A heartbeat costs a few relaxed atomic operations.
+///
+/// # Arguments
+///
+/// All optional. Durations are strings such as `"500ms"`, `"30s"`, `"1m30s"`,
+/// `"2h"` (units `ns`, `us`, `ms`, `s`, `m`, `h`, `d`), checked at compile
+/// time and greater than zero.
+///
+/// | key | value | default |
+/// |---|---|---|
+/// | `name` | the task's name in the registry and logs | the fn's name |
+/// | `backoff_initial` | first restart delay | `"1s"` |
+/// | `backoff_max` | largest restart delay (not below `backoff_initial`) | `"30s"` |
+/// | `jitter` | `"none"`, `"full"` or `"equal"` ([`Jitter`]) | `"none"` |
+/// | `reset_after` | run time after which the delay is back to `backoff_initial` | `"1m"` |
+/// | `restart` | `"on_failure"`, `"always"` or `"never"` ([`RestartPolicy`]) | `"on_failure"` |
+/// | `max_restarts`, `within` | give up after more than `max_restarts` restarts within `within` (both or neither) | no limit |
+/// | `stale_after` | no heartbeat for this long makes the task stale | never stale |
+/// | `on_stale` | `"report"` or `"restart"` ([`OnStale`]); needs `stale_after` | `"report"` |
+/// | `grace` | how long an attempt has to return after cancellation | `"5s"` |
+/// | `heartbeat` | `"auto"` or `"manual"` | `"auto"` |
+/// | `crate` | path of this crate when the dependency is renamed, e.g. `"sv"` | `"::supervised"` |
+///
+/// Knobs that take run-time values ([`Spec::registry`], [`Spec::escalate_to`])
+/// are set on the returned task: `task.with_spec(|s| s.registry(&registry))`.
+///
+/// Mistakes are compile errors pointing at the offending token, all reported
+/// at once:
+///
+/// ```compile_fail
+/// # use supervised::supervised;
+/// #[supervised(backoff_max = "30x")] // error: unknown duration unit `x`
+/// async fn sweep() {}
+/// ```
 pub use supervised_macros::supervised;
 
 /// Items used by the code the macros generate. Not public API.
 #[doc(hidden)]
-pub mod __private {}
+#[path = "private.rs"]
+pub mod __private;
+
+mod macros;
 
 /// The README's examples, compiled as doc tests.
 #[doc = include_str!("../README.md")]

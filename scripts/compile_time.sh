@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Compile time of 100 `#[supervised]` fns against 100 plain async fns.
+#
+# Generates two throwaway crates under $WORK (default /tmp/supervised-compile-time)
+# that depend on this repository by path, builds their dependencies once, then
+# times rebuilding each crate alone (`cargo check` and `cargo build`), RUNS times.
+# The crates use edition $EDITION (default 2024) and `-D warnings`, and include
+# bodies that never return, so the script also checks that the expansion is
+# warning-free there.
+#
+# Usage: scripts/compile_time.sh            (EDITION=2021 RUNS=5 to change)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${WORK:-/tmp/supervised-compile-time}"
+EDITION="${EDITION:-2024}"
+RUNS="${RUNS:-3}"
+N=100
+export CARGO_TARGET_DIR="$WORK/target"
+export RUSTFLAGS="-D warnings"
+
+generate() { # kind
+    local kind=$1 dir="$WORK/$1"
+    mkdir -p "$dir/src"
+    cat >"$dir/Cargo.toml" <<TOML
+[package]
+name = "ct-$kind"
+version = "0.0.0"
+edition = "$EDITION"
+publish = false
+
+[dependencies]
+supervised = { path = "$REPO" }
+tokio = { version = "1", features = ["time"] }
+
+[workspace]
+TOML
+    {
+        echo "//! $N $kind fns."
+        echo "use std::time::Duration;"
+        echo "use supervised::Context;"
+        [ "$kind" = annotated ] && echo "use supervised::supervised;"
+        for i in $(seq 1 $N); do
+            if [ "$kind" = annotated ]; then
+                echo "/// Task $i."
+                echo "#[supervised(backoff_max = \"10s\", stale_after = \"1m\")]"
+                beat=""
+            else
+                echo "/// Fn $i."
+                beat="ctx.heartbeat();"
+            fi
+            case $((i % 10)) in
+            0) # never returns
+                echo "pub async fn f$i(ctx: Context, every: u64) -> Result<(), String> {"
+                echo "    loop { $beat tokio::time::sleep(Duration::from_millis(every)).await; let _ = ctx.attempt(); }"
+                echo "}" ;;
+            5) # ends in a panic
+                echo "pub async fn f$i(ctx: Context, label: String) {"
+                echo "    let _ = (ctx.name(), label);"
+                echo "    panic!(\"f$i\")"
+                echo "}" ;;
+            *)
+                echo "pub async fn f$i(ctx: Context, every: u64, label: String) -> Result<(), String> {"
+                echo "    while !ctx.is_cancelled() {"
+                echo "        $beat"
+                echo "        tokio::time::sleep(Duration::from_millis(every)).await;"
+                echo "        if label.is_empty() { return Err(\"no label\".into()); }"
+                echo "    }"
+                echo "    Ok(())"
+                echo "}" ;;
+            esac
+        done
+    } >"$dir/src/lib.rs"
+}
+
+now() { date +%s.%N; }
+
+time_cmd() { # kind cmd...
+    local kind=$1; shift
+    local best=""
+    for _ in $(seq 1 "$RUNS"); do
+        touch "$WORK/$kind/src/lib.rs"
+        local t0 t1
+        t0=$(now)
+        (cd "$WORK/$kind" && cargo "$@" -q)
+        t1=$(now)
+        local dt
+        dt=$(echo "$t1 - $t0" | bc)
+        if [ -z "$best" ] || [ "$(echo "$dt < $best" | bc)" = 1 ]; then best=$dt; fi
+    done
+    printf '%-10s %-6s best of %s: %6.2f s\n' "$kind" "$1" "$RUNS" "$best"
+}
+
+rm -rf "$WORK/annotated" "$WORK/plain"
+generate annotated
+generate plain
+for kind in annotated plain; do
+    (cd "$WORK/$kind" && cargo build -q && cargo check -q)
+done
+echo "edition $EDITION, $N fns, rustc $(rustc --version | cut -d' ' -f2)"
+for cmd in check build; do
+    for kind in annotated plain; do
+        time_cmd "$kind" "$cmd"
+    done
+done

@@ -1,0 +1,91 @@
+//! `spawn_all!`, the `macro_rules!` front of a procedural macro: it passes
+//! `$crate` on, which a procedural macro cannot name by itself.
+
+/// Starts several supervised tasks in one [`Group`](crate::Group) and returns
+/// it.
+///
+/// Each argument is a task: a call of a `#[supervised]` fn, the bare name of
+/// one that takes no arguments, or any expression giving a
+/// [`Task`](crate::Task). The group's tasks share a cancellation token, a
+/// fresh one, or a child of the token given first with `token = expr;`.
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised::{spawn_all, supervised, CancellationToken, Context, Exit};
+///
+/// #[supervised(backoff_max = "10s")]
+/// async fn ticker(ctx: Context, every: Duration) {
+///     loop {
+///         tokio::time::sleep(every).await; // each iteration records a heartbeat
+///     }
+/// }
+///
+/// #[supervised(stale_after = "2m")]
+/// async fn sweeper() {
+///     loop {
+///         tokio::time::sleep(Duration::from_secs(60)).await;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let shutdown = CancellationToken::new();
+/// let group = spawn_all!(token = shutdown.clone(); ticker(Duration::from_secs(1)), sweeper);
+/// assert_eq!(group.names(), ["ticker", "sweeper"]);
+///
+/// tokio::time::sleep(Duration::from_secs(90)).await;
+/// assert!(group.is_healthy());
+///
+/// // Cancel everything, wait at most 10 s in all, drop what is still running.
+/// let exits = group.shutdown(Duration::from_secs(10)).await;
+/// assert!(exits.iter().all(|(_, exit)| *exit == Exit::Cancelled));
+/// # }
+/// ```
+///
+/// The `spawn_all!` line replaces this hand-written code:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use supervised::{supervised, CancellationToken, Context, Group};
+/// # #[supervised]
+/// # async fn ticker(ctx: Context, every: Duration) {}
+/// # #[supervised]
+/// # async fn sweeper() {}
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// # let shutdown = CancellationToken::new();
+/// let mut group = Group::with_token(shutdown.clone());
+/// group.spawn(ticker(Duration::from_secs(1)));
+/// group.spawn(sweeper());
+/// # group.shutdown(Duration::from_secs(1)).await;
+/// # }
+/// ```
+///
+/// # Names
+///
+/// The tasks of a group need different names. Naming the same fn twice is a
+/// compile error, since a `#[supervised]` fn's task name is fixed by its
+/// attribute:
+///
+/// ```compile_fail
+/// # use supervised::{spawn_all, supervised};
+/// # #[supervised]
+/// # async fn sweeper() {}
+/// # async fn demo() {
+/// let group = spawn_all!(sweeper(), sweeper); // error: `sweeper` is spawned twice
+/// # }
+/// ```
+///
+/// Two different fns declaring the same `name` cannot be seen from the call
+/// site: `spawn_all!` then panics with a message naming both, before starting
+/// the second.
+///
+/// # Panics
+///
+/// Outside a tokio runtime, and when two tasks have the same name.
+#[macro_export]
+macro_rules! spawn_all {
+    ($($input:tt)*) => {
+        $crate::__private::__spawn_all!([$crate] $($input)*)
+    };
+}

@@ -1,0 +1,503 @@
+//! The arguments of `#[supervised(...)]`: one branch per key, every value
+//! checked here so that mistakes are reported on the token that is wrong.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, ToTokens};
+use syn::meta::ParseNestedMeta;
+use syn::parse::Parser;
+use syn::spanned::Spanned;
+use syn::{Expr, Lit, LitStr, Path};
+
+use crate::duration::{self, Dur};
+use crate::errors::Errors;
+
+/// Every key, in the order the docs list them.
+pub(crate) const KEYS: [&str; 13] = [
+    "name",
+    "backoff_initial",
+    "backoff_max",
+    "jitter",
+    "reset_after",
+    "restart",
+    "max_restarts",
+    "within",
+    "stale_after",
+    "on_stale",
+    "grace",
+    "heartbeat",
+    "crate",
+];
+
+/// A value together with the span of the key and of the value.
+pub(crate) struct Given<T> {
+    pub(crate) value: T,
+    pub(crate) key: Span,
+    pub(crate) span: Span,
+}
+
+/// The parsed arguments. `None` means "not written": the core's default.
+#[derive(Default)]
+pub(crate) struct Args {
+    pub(crate) name: Option<Given<String>>,
+    pub(crate) backoff_initial: Option<Given<Dur>>,
+    pub(crate) backoff_max: Option<Given<Dur>>,
+    /// The `Jitter` variant.
+    pub(crate) jitter: Option<Given<&'static str>>,
+    pub(crate) reset_after: Option<Given<Dur>>,
+    /// The `RestartPolicy` variant.
+    pub(crate) restart: Option<Given<&'static str>>,
+    pub(crate) max_restarts: Option<Given<u32>>,
+    pub(crate) within: Option<Given<Dur>>,
+    pub(crate) stale_after: Option<Given<Dur>>,
+    /// The `OnStale` variant.
+    pub(crate) on_stale: Option<Given<&'static str>>,
+    pub(crate) grace: Option<Given<Dur>>,
+    /// `true` for `heartbeat = "auto"` (the default), `false` for `"manual"`.
+    pub(crate) heartbeat: Option<Given<bool>>,
+    pub(crate) krate: Option<Given<Path>>,
+    /// Every key written, valid value or not.
+    present: Vec<&'static str>,
+}
+
+impl Args {
+    /// Parses the attribute's arguments, recording every problem in `errors`
+    /// and keeping whatever was valid.
+    pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
+        let mut args = Args::default();
+        let parser = syn::meta::parser(|meta| {
+            args.one(&meta, errors)?;
+            Ok(())
+        });
+        if let Err(e) = parser.parse2(tokens) {
+            errors.push(e);
+        }
+        args.check_combinations(errors);
+        args
+    }
+
+    /// The path of the `supervised` crate in the expansion.
+    pub(crate) fn krate(&self) -> TokenStream {
+        match &self.krate {
+            Some(given) => given.value.to_token_stream(),
+            None => quote!(::supervised),
+        }
+    }
+
+    pub(crate) fn auto_heartbeat(&self) -> bool {
+        self.heartbeat.as_ref().is_none_or(|h| h.value)
+    }
+
+    fn one(&mut self, meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<()> {
+        let key_span = meta.path.span();
+        let key = match meta.path.get_ident() {
+            Some(ident) => ident.to_string(),
+            None => meta.path.to_token_stream().to_string().replace(' ', ""),
+        };
+        let Some(known) = KEYS.iter().copied().find(|k| *k == key) else {
+            errors.at(key_span, unknown_key_message(&key));
+            skip_value(meta)?;
+            return Ok(());
+        };
+        if !meta.input.peek(syn::Token![=]) {
+            errors.at(
+                key_span,
+                format_args!(
+                    "`{known}` needs a value: write `{known} = {}`",
+                    example(known)
+                ),
+            );
+            skip_value(meta)?;
+            return Ok(());
+        }
+        let expr: Expr = meta.value()?.parse()?;
+        let value = ungroup(&expr);
+        if self.present.contains(&known) {
+            errors.at(
+                key_span,
+                format_args!("`{known}` is given twice; keep only one `{known} = ...`"),
+            );
+            return Ok(());
+        }
+        self.present.push(known);
+        let span = value.span();
+        let at = (key_span, span);
+        match known {
+            "name" => {
+                if let Some(s) = string(value, known, errors) {
+                    if s.value().trim().is_empty() {
+                        errors.at(
+                            span,
+                            "the task name cannot be empty; write e.g. `name = \"scheduler\"`",
+                        );
+                    } else {
+                        self.name = Some(given(s.value(), at));
+                    }
+                }
+            }
+            "backoff_initial" => {
+                self.backoff_initial = dur(value, known, errors).map(|v| given(v, at))
+            }
+            "backoff_max" => self.backoff_max = dur(value, known, errors).map(|v| given(v, at)),
+            "reset_after" => self.reset_after = dur(value, known, errors).map(|v| given(v, at)),
+            "within" => self.within = dur(value, known, errors).map(|v| given(v, at)),
+            "stale_after" => self.stale_after = dur(value, known, errors).map(|v| given(v, at)),
+            "grace" => self.grace = dur(value, known, errors).map(|v| given(v, at)),
+            "jitter" => {
+                self.jitter = word(
+                    value,
+                    known,
+                    &[("none", "None"), ("full", "Full"), ("equal", "Equal")],
+                    errors,
+                )
+                .map(|v| given(v, at))
+            }
+            "restart" => {
+                self.restart = word(
+                    value,
+                    known,
+                    &[
+                        ("on_failure", "OnFailure"),
+                        ("always", "Always"),
+                        ("never", "Never"),
+                    ],
+                    errors,
+                )
+                .map(|v| given(v, at))
+            }
+            "on_stale" => {
+                self.on_stale = word(
+                    value,
+                    known,
+                    &[("report", "Report"), ("restart", "Restart")],
+                    errors,
+                )
+                .map(|v| given(v, at))
+            }
+            "heartbeat" => {
+                self.heartbeat = word(
+                    value,
+                    known,
+                    &[("auto", "auto"), ("manual", "manual")],
+                    errors,
+                )
+                .map(|w| given(w == "auto", at))
+            }
+            "max_restarts" => self.max_restarts = int(value, known, errors).map(|v| given(v, at)),
+            "crate" => {
+                if let Some(s) = string(value, known, errors) {
+                    match s.parse::<Path>() {
+                        Ok(path) => self.krate = Some(given(path, at)),
+                        Err(_) => errors.at(
+                            span,
+                            format_args!(
+                                "`{}` is not a path; write the name the `supervised` crate \
+                                 has in your Cargo.toml, e.g. `crate = \"my_supervised\"`",
+                                s.value()
+                            ),
+                        ),
+                    }
+                }
+            }
+            _ => unreachable!("every key of KEYS has a branch"),
+        }
+        Ok(())
+    }
+
+    fn check_combinations(&self, errors: &mut Errors) {
+        if let (Some(initial), Some(max)) = (&self.backoff_initial, &self.backoff_max) {
+            if initial.value > max.value {
+                errors.at(
+                    initial.span,
+                    format_args!(
+                        "`backoff_initial` ({}) is greater than `backoff_max` ({}); the first \
+                         delay must not exceed the largest: lower `backoff_initial` or raise \
+                         `backoff_max`",
+                        initial.value, max.value
+                    ),
+                );
+            }
+        }
+        // A key written with a bad value was reported already.
+        let written = |key| self.present.contains(&key);
+        match (&self.max_restarts, &self.within) {
+            (Some(max), None) if !written("within") => errors.at(
+                max.key,
+                format_args!(
+                    "`max_restarts` needs the window it counts restarts in: add \
+                     `within = \"1m\"` (more than {} restarts within that window give up)",
+                    max.value
+                ),
+            ),
+            (None, Some(within)) if !written("max_restarts") => errors.at(
+                within.key,
+                "`within` is the window of `max_restarts`: add `max_restarts = 5` \
+                 (or remove `within`)",
+            ),
+            _ => {}
+        }
+        if let (Some(on_stale), false) = (&self.on_stale, written("stale_after")) {
+            errors.at(
+                on_stale.key,
+                "`on_stale` has no effect without `stale_after`: add `stale_after = \"30s\"` \
+                 (how long without a heartbeat makes the task stale)",
+            );
+        }
+    }
+}
+
+fn given<T>(value: T, (key, span): (Span, Span)) -> Given<T> {
+    Given { value, key, span }
+}
+
+/// An example value for `key`, for messages.
+fn example(key: &str) -> &'static str {
+    match key {
+        "name" => "\"scheduler\"",
+        "backoff_initial" => "\"1s\"",
+        "backoff_max" | "stale_after" => "\"30s\"",
+        "reset_after" | "within" => "\"1m\"",
+        "grace" => "\"5s\"",
+        "jitter" => "\"full\"",
+        "restart" => "\"always\"",
+        "on_stale" => "\"restart\"",
+        "heartbeat" => "\"manual\"",
+        "max_restarts" => "5",
+        "crate" => "\"my_supervised\"",
+        _ => "...",
+    }
+}
+
+fn unknown_key_message(key: &str) -> String {
+    let valid = KEYS
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let closest = KEYS
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3));
+    match closest {
+        Some((_, k)) => format!("unknown key `{key}`; did you mean `{k}`? Valid keys: {valid}"),
+        None => format!("unknown key `{key}`; valid keys: {valid}"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// Consumes whatever follows a key that is rejected, so that parsing goes on
+/// with the next key.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _content;
+        syn::parenthesized!(_content in meta.input);
+    }
+    Ok(())
+}
+
+/// Looks through the invisible groups that `macro_rules!` wraps around
+/// fragments.
+fn ungroup(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(g) => ungroup(&g.expr),
+        other => other,
+    }
+}
+
+fn kind_of(expr: &Expr) -> &'static str {
+    match expr {
+        Expr::Lit(lit) => match lit.lit {
+            Lit::Str(_) => "a string",
+            Lit::Int(_) => "an integer",
+            Lit::Float(_) => "a float",
+            Lit::Bool(_) => "a boolean",
+            Lit::Char(_) => "a character",
+            _ => "a literal of another type",
+        },
+        Expr::Path(_) => "a name",
+        _ => "an expression",
+    }
+}
+
+fn string<'a>(value: &'a Expr, key: &str, errors: &mut Errors) -> Option<&'a LitStr> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Some(s),
+        other => {
+            errors.spanned(
+                other,
+                format_args!(
+                    "`{key}` takes a string literal, found {}: write `{key} = {}`",
+                    kind_of(other),
+                    example(key)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn dur(value: &Expr, key: &str, errors: &mut Errors) -> Option<Dur> {
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(i), ..
+    }) = value
+    {
+        errors.spanned(
+            value,
+            format_args!(
+                "`{key}` takes a duration string, found an integer: write \
+                 `{key} = \"{}s\"` (or another unit: ms, s, m, h)",
+                i.base10_digits()
+            ),
+        );
+        return None;
+    }
+    let s = string(value, key, errors)?;
+    match duration::parse(&s.value()) {
+        Ok(d) if d.is_zero() => {
+            errors.spanned(
+                s,
+                format_args!(
+                    "`{key}` must be greater than zero; write a positive duration such as \
+                     `{key} = {}`",
+                    example(key)
+                ),
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.spanned(s, format_args!("invalid `{key}`: {e}"));
+            None
+        }
+    }
+}
+
+fn word(
+    value: &Expr,
+    key: &str,
+    choices: &[(&str, &'static str)],
+    errors: &mut Errors,
+) -> Option<&'static str> {
+    let list = choices
+        .iter()
+        .map(|(w, _)| format!("\"{w}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let s = match value {
+        // `restart = always` instead of `restart = "always"`.
+        Expr::Path(p) if p.path.get_ident().is_some() => {
+            let w = p
+                .path
+                .get_ident()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            errors.spanned(
+                value,
+                format_args!(
+                    "`{key}` takes a string literal: write `{key} = \"{w}\"` (one of {list})"
+                ),
+            );
+            return None;
+        }
+        _ => string(value, key, errors)?,
+    };
+    let got = s.value();
+    match choices.iter().find(|(w, _)| *w == got) {
+        Some((_, variant)) => Some(variant),
+        None => {
+            errors.spanned(
+                s,
+                format_args!("unknown `{key}` value \"{got}\"; write one of {list}"),
+            );
+            None
+        }
+    }
+}
+
+fn int(value: &Expr, key: &str, errors: &mut Errors) -> Option<u32> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(i), ..
+        }) => match i.base10_parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                errors.spanned(
+                    i,
+                    format_args!("`{key}` must fit a `u32` (at most {})", u32::MAX),
+                );
+                None
+            }
+        },
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => {
+            let hint = s
+                .value()
+                .trim()
+                .parse::<u32>()
+                .map_or_else(|_| example(key).to_owned(), |n| n.to_string());
+            errors.spanned(
+                s,
+                format_args!("`{key}` takes an integer, found a string: write `{key} = {hint}`"),
+            );
+            None
+        }
+        Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => {
+            errors.spanned(
+                value,
+                format_args!("`{key}` cannot be negative; write `{key} = 0` to allow no restart"),
+            );
+            None
+        }
+        other => {
+            errors.spanned(
+                other,
+                format_args!(
+                    "`{key}` takes an integer literal, found {}: write `{key} = {}`",
+                    kind_of(other),
+                    example(key)
+                ),
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_works() {
+        assert_eq!(edit_distance("nmae", "name"), 2);
+        assert_eq!(edit_distance("backof_max", "backoff_max"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_closest() {
+        assert!(unknown_key_message("backof_max").contains("did you mean `backoff_max`?"));
+        assert!(!unknown_key_message("zzzzzzzz").contains("did you mean"));
+    }
+}

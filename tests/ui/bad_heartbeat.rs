@@ -1,0 +1,9 @@
+use supervised::supervised;
+
+#[supervised(heartbeat = "off")]
+async fn bad() {}
+
+#[supervised(jitter = "half")]
+async fn bad_jitter() {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use supervised::supervised;
+
+#[supervised(stale_after = "30s", on_stale = "panic")]
+async fn bad() {}
+
+#[supervised(on_stale = "restart")]
+async fn without_stale_after() {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use supervised::supervised;
+
+#[supervised(restart = "sometimes")]
+async fn bad() {}
+
+#[supervised(restart = always)]
+async fn unquoted() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use supervised::supervised;
+
+#[supervised(name)]
+async fn bare_key() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+use supervised::supervised;
+
+#[supervised]
+struct Worker;
+
+fn main() {}
