@@ -52,10 +52,16 @@
 pub mod clock;
 mod context;
 mod group;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod panic;
 pub mod policy;
 pub mod registry;
 mod run;
+#[cfg(feature = "systemd")]
+pub mod systemd;
 mod task;
 
 pub use clock::ManualClock;

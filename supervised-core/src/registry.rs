@@ -636,13 +636,18 @@ impl Registry {
     /// The status of every supervised task, sorted by name.
     pub fn tasks(&self) -> Vec<TaskStatus> {
         let now = self.inner.clock.now_mono();
-        let mut all: Vec<TaskStatus> = self
+        let mut entries: Vec<Arc<Entry>> = self
             .read()
             .values()
-            .filter_map(|e| e.status(&self.inner.clock, now))
+            .filter(|e| e.supervision.is_some())
+            .cloned()
             .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        // Sort the small handles, not the large statuses.
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        entries
+            .iter()
+            .filter_map(|e| e.status(&self.inner.clock, now))
+            .collect()
     }
 
     /// Removes `name` unless a live supervised task holds it. Returns whether an
@@ -685,4 +690,44 @@ pub fn status(name: &str) -> Option<TaskStatus> {
 /// [`Registry::tasks`] on the process-wide registry.
 pub fn tasks() -> Vec<TaskStatus> {
     Registry::global().tasks()
+}
+
+/// The last heartbeat of one name, as [`Registry::last_beats`] reports it.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastBeat {
+    /// When it was (wall clock, for display).
+    pub at: SystemTime,
+    /// How long ago it was, on the monotonic clock.
+    pub age: Duration,
+    /// `true` for a supervised task, `false` for a heartbeat-only name.
+    pub supervised: bool,
+}
+
+impl Registry {
+    /// The last heartbeat of every name that has beaten, supervised tasks and
+    /// heartbeat-only names alike, sorted by name, read at one instant.
+    ///
+    /// This is [`Registry::snapshot`] with the monotonic age of each heartbeat,
+    /// which is what the liveness endpoint and the metrics show for names that
+    /// [`Registry::tasks`] does not list.
+    pub fn last_beats(&self) -> BTreeMap<String, LastBeat> {
+        let now = self.inner.clock.now_mono();
+        self.read()
+            .iter()
+            .filter_map(|(name, e)| {
+                let at = e.last_tick(&self.inner.clock)?;
+                let age = e.age(now)?;
+                let supervised = e.supervision.is_some();
+                Some((
+                    name.clone(),
+                    LastBeat {
+                        at,
+                        age,
+                        supervised,
+                    },
+                ))
+            })
+            .collect()
+    }
 }

@@ -1,0 +1,321 @@
+//! A small service with five supervised subsystems and every operations
+//! endpoint: `cargo run --example service`.
+//!
+//! * `scheduler` runs a job every 2 s;
+//! * `relay` forwards the scheduler's jobs as they arrive;
+//! * `health-sweep` checks things every 3 s;
+//! * `flaky-worker` panics every fourth tick and is restarted after a backoff;
+//! * `ingest` hangs now and then without beating; its `stale_after` of 3 s
+//!   with `OnStale::Restart` drops the stuck attempt and starts a fresh one.
+//!
+//! Routes are served on 127.0.0.1:8080 (`--addr HOST:PORT` to change). The
+//! admin token comes from `SUPERVISED_ADMIN_TOKEN`, or is generated. A status
+//! table is printed every 5 s; Ctrl-C (or SIGTERM) stops the service
+//! gracefully.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use supervised::http::Endpoints;
+use supervised::systemd::Watchdog;
+use supervised::{CancellationToken, Context, Group, OnStale, Registry, Spec, Task, TaskStatus};
+use tokio::sync::mpsc;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+const TABLE_EVERY: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .init();
+
+    let addr = parse_args()?;
+    let token = admin_token();
+    let registry = Registry::global();
+    let shutdown = CancellationToken::new();
+
+    // The subsystems.
+    let mut group = Group::with_token(shutdown.clone());
+    let (jobs_tx, jobs_rx) = mpsc::channel::<u64>(64);
+    let jobs_rx = std::sync::Arc::new(tokio::sync::Mutex::new(jobs_rx));
+    group
+        .spawn(scheduler(jobs_tx))
+        .spawn(relay(jobs_rx))
+        .spawn(health_sweep())
+        .spawn(flaky_worker())
+        .spawn(ingest());
+
+    // The endpoints, and systemd when running under it.
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    let endpoints = Endpoints::new(registry)
+        .bearer_token(token.clone())
+        .not_ready_after(shutdown.clone());
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(endpoints.serve(listener, server_stop.clone()));
+    let watchdog = Watchdog::from_env(registry).map(|w| w.spawn(shutdown.clone()));
+
+    print_banner(local, &token);
+
+    // A status table every few seconds until a signal arrives.
+    let mut table =
+        tokio::time::interval_at(tokio::time::Instant::now() + TABLE_EVERY, TABLE_EVERY);
+    let stop_signal = stop_signal();
+    tokio::pin!(stop_signal);
+    loop {
+        tokio::select! {
+            signal = &mut stop_signal => {
+                println!("\n{signal} received: shutting down (grace {GRACE:?})");
+                break;
+            }
+            _ = table.tick() => print_table(&registry.tasks()),
+        }
+    }
+
+    // Readiness fails from here on; then the tasks stop, then the server.
+    shutdown.cancel();
+    let exits = group.shutdown(GRACE).await;
+    println!("\nHow each task ended:");
+    for (name, exit) in &exits {
+        println!("  {name:<14} {exit}");
+    }
+    server_stop.cancel();
+    server.await.context("server task")?.context("server")?;
+    if let Some(watchdog) = watchdog {
+        let _ = watchdog.await;
+    }
+    println!("bye");
+    Ok(())
+}
+
+// --- The subsystems -----------------------------------------------------------
+
+/// Runs a job every 2 s and hands it to the relay.
+fn scheduler(jobs: mpsc::Sender<u64>) -> Task {
+    let spec = Spec::new("scheduler").stale_after(Duration::from_secs(10));
+    Task::new(spec, move |ctx: Context| {
+        let jobs = jobs.clone();
+        async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = ctx.cancelled() => return Ok::<(), anyhow::Error>(()),
+                    _ = every.tick() => {}
+                }
+                ctx.heartbeat();
+                n += 1;
+                tracing::debug!(job = n, "scheduled");
+                jobs.send(n).await.context("relay is gone")?;
+            }
+        }
+    })
+}
+
+/// Forwards jobs; beats on every job and every second while idle.
+fn relay(jobs: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<u64>>>) -> Task {
+    let spec = Spec::new("relay").stale_after(Duration::from_secs(5));
+    Task::new(spec, move |ctx: Context| {
+        let jobs = jobs.clone();
+        async move {
+            let mut jobs = jobs.lock().await;
+            loop {
+                ctx.heartbeat();
+                tokio::select! {
+                    _ = ctx.cancelled() => return,
+                    job = jobs.recv() => match job {
+                        Some(job) => tracing::debug!(job, "relayed"),
+                        None => return,
+                    },
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    })
+}
+
+/// Looks at the world every 3 s.
+fn health_sweep() -> Task {
+    let spec = Spec::new("health-sweep").stale_after(Duration::from_secs(15));
+    Task::new(spec, |ctx: Context| async move {
+        while !ctx.is_cancelled() {
+            ctx.heartbeat();
+            tokio::select! {
+                _ = ctx.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+            }
+        }
+    })
+}
+
+/// Panics on every fourth tick. Runs of 3 s or more reset the backoff, so it
+/// is back after 1 s each time.
+fn flaky_worker() -> Task {
+    let spec = Spec::new("flaky-worker")
+        .stale_after(Duration::from_secs(5))
+        .reset_after(Duration::from_secs(3));
+    Task::new(spec, |ctx: Context| async move {
+        let mut tick = 0u32;
+        while !ctx.is_cancelled() {
+            ctx.heartbeat();
+            tick += 1;
+            if tick % 4 == 0 {
+                panic!("flaky-worker: simulated crash on tick {tick}");
+            }
+            tokio::select! {
+                _ = ctx.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+/// Hangs (awaits forever without beating) on its seventh tick; the stall
+/// watchdog drops it after 3 s of silence and restarts it.
+fn ingest() -> Task {
+    let spec = Spec::new("ingest")
+        .stale_after(Duration::from_secs(3))
+        .on_stale(OnStale::Restart)
+        .reset_after(Duration::from_secs(5));
+    Task::new(spec, |ctx: Context| async move {
+        let mut tick = 0u32;
+        while !ctx.is_cancelled() {
+            ctx.heartbeat();
+            tick += 1;
+            if tick == 7 {
+                tracing::info!(attempt = ctx.attempt(), "ingest: stuck on a slow upstream");
+                // No heartbeat and no cancellation check: a real hang.
+                std::future::pending::<()>().await;
+            }
+            tokio::select! {
+                _ = ctx.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+// --- Terminal output ---------------------------------------------------------------
+
+fn print_banner(addr: SocketAddr, token: &str) {
+    let base = format!("http://{addr}");
+    println!();
+    println!("supervised demo service on {base}");
+    println!("admin token: {token}");
+    println!();
+    println!("try:");
+    println!("  curl -s {base}/livez?verbose");
+    println!("  curl -s {base}/readyz?verbose");
+    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/livez?verbose");
+    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/admin/liveness");
+    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/metrics");
+    println!("  curl -s {base}/health");
+    println!();
+    println!("Ctrl-C stops the service.");
+    println!();
+}
+
+fn print_table(tasks: &[TaskStatus]) {
+    println!(
+        "{:<14} {:<12} {:>10} {:>9} {:>15}",
+        "TASK", "STATE", "LAST BEAT", "RESTARTS", "PANIC/ERR/STALL"
+    );
+    for t in tasks {
+        let beat = match t.since_last_tick {
+            Some(age) => format!("{:.1}s ago", age.as_secs_f64()),
+            None => "never".to_owned(),
+        };
+        let state = if t.stale {
+            format!("{} (stale)", t.state)
+        } else {
+            t.state.to_string()
+        };
+        let failures = format!(
+            "{}/{}/{}",
+            t.failures.panics, t.failures.errors, t.failures.stalls
+        );
+        println!(
+            "{:<14} {:<12} {:>10} {:>9} {:>15}",
+            t.name, state, beat, t.restarts, failures
+        );
+    }
+    println!();
+}
+
+// --- Setup ------------------------------------------------------------------------
+
+fn parse_args() -> anyhow::Result<SocketAddr> {
+    let mut addr = DEFAULT_ADDR.to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--addr" => addr = args.next().context("--addr needs HOST:PORT")?,
+            s if s.starts_with("--addr=") => addr = s["--addr=".len()..].to_owned(),
+            "-h" | "--help" => {
+                println!("usage: service [--addr HOST:PORT]   (default {DEFAULT_ADDR})");
+                println!("env: SUPERVISED_ADMIN_TOKEN (admin bearer token; random if unset)");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}; try --help"),
+        }
+    }
+    addr.parse()
+        .with_context(|| format!("--addr {addr:?} is not HOST:PORT (an IP address and a port)"))
+}
+
+/// `SUPERVISED_ADMIN_TOKEN`, or 128 random bits in hex.
+fn admin_token() -> String {
+    if let Ok(token) = std::env::var("SUPERVISED_ADMIN_TOKEN") {
+        let token = token.trim().to_owned();
+        if !token.is_empty() {
+            return token;
+        }
+    }
+    let mut bytes = [0u8; 16];
+    let from_os = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if from_os.is_err() {
+        // Fall back on the standard library's per-process random hash keys.
+        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+            let mut h = RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.write_u128(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos(),
+            );
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves with the name of the first stop signal: SIGINT (Ctrl-C) or
+/// SIGTERM.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}

@@ -1,0 +1,501 @@
+//! The HTTP endpoints over real HTTP on 127.0.0.1: the `/admin/liveness` JSON,
+//! access control, the kube-apiserver probe format and the error statuses.
+
+mod common;
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use common::{eventually, request, Server};
+use serde_json::Value;
+use supervised::http::Endpoints;
+use supervised::{CancellationToken, Context, Exit, ManualClock, Registry, RestartPolicy, Spec};
+
+const TOKEN: &str = "correct-horse-battery-staple";
+
+/// A registry on a manual clock whose wall time starts at
+/// 2026-04-15T10:00:00.123456789Z, with idle tasks that beat once when they
+/// start. `stale_after` of `None` means the task can never be stale.
+struct Fixture {
+    registry: Registry,
+    clock: ManualClock,
+    stop: CancellationToken,
+}
+
+impl Fixture {
+    async fn new(tasks: &[(&str, Option<u64>)]) -> Fixture {
+        let clock =
+            ManualClock::starting_at(UNIX_EPOCH + Duration::new(1_776_247_200, 123_456_789));
+        let registry = Registry::with_clock(clock.clone());
+        let stop = CancellationToken::new();
+        for (name, stale_after) in tasks {
+            let mut spec = Spec::new(*name).registry(&registry);
+            if let Some(secs) = stale_after {
+                spec = spec.stale_after(Duration::from_secs(*secs));
+            }
+            spec.spawn(stop.clone(), |ctx: Context| async move {
+                ctx.cancelled().await;
+            });
+        }
+        let r = registry.clone();
+        let n = tasks.len();
+        eventually("every task to start", move || {
+            let all = r.tasks();
+            all.len() == n && all.iter().all(|t| t.last_tick.is_some())
+        })
+        .await;
+        Fixture {
+            registry,
+            clock,
+            stop,
+        }
+    }
+
+    /// Adds a task that fails for good with a message that must stay private.
+    async fn add_failed(&self, name: &str) {
+        let exit = Spec::new(name)
+            .registry(&self.registry)
+            .restart(RestartPolicy::Never)
+            .spawn(self.stop.clone(), |_ctx: Context| async move {
+                Err::<(), _>("connect to postgres://admin:hunter2@db failed")
+            })
+            .await
+            .unwrap();
+        assert!(exit.is_failed(), "{exit:?}");
+    }
+
+    fn with_token(&self) -> Endpoints {
+        Endpoints::new(&self.registry).bearer_token(TOKEN)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn assert_text(reply: &common::Reply, status: u16, body: &str) {
+    assert_eq!(reply.status, status, "body: {:?}", reply.body);
+    assert_eq!(reply.body, body);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+}
+
+// --- /admin/liveness -------------------------------------------------------
+
+#[tokio::test]
+async fn liveness_json_keeps_the_go_fields_and_adds_supervision() {
+    let f = Fixture::new(&[("scheduler", Some(10)), ("relay", None)]).await;
+    f.registry.heartbeat("legacy");
+    f.clock.advance(Duration::from_millis(42_900));
+    let server = Server::start(f.with_token()).await;
+
+    let reply = server.get_with_token("/admin/liveness", TOKEN).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    let doc = reply.json();
+
+    let scheduler = &doc["subsystems"]["scheduler"];
+    // The Go endpoint's two fields, exactly.
+    assert_eq!(scheduler["last_tick_at"], "2026-04-15T10:00:00.123456789Z");
+    assert_eq!(scheduler["seconds_ago"], Value::from(42u64));
+    assert!(scheduler["seconds_ago"].is_u64());
+    // The extension.
+    assert_eq!(scheduler["state"], "running");
+    assert_eq!(scheduler["restarts"], Value::from(0u64));
+    assert_eq!(scheduler["attempt"], Value::from(1u64));
+    assert_eq!(scheduler["healthy"], false);
+    assert_eq!(scheduler["stale"], true);
+    assert_eq!(scheduler["stale_after_seconds"].as_f64(), Some(10.0));
+    assert!(scheduler["last_failure"].is_null());
+    assert_eq!(
+        scheduler["failures"],
+        serde_json::json!({"panic": 0, "error": 0, "stalled": 0})
+    );
+
+    let relay = &doc["subsystems"]["relay"];
+    assert_eq!(relay["healthy"], true);
+    assert!(relay["stale_after_seconds"].is_null());
+
+    // A heartbeat-only name is listed too, as unsupervised.
+    let legacy = &doc["subsystems"]["legacy"];
+    assert_eq!(legacy["state"], "unsupervised");
+    assert_eq!(legacy["seconds_ago"], Value::from(42u64));
+    assert!(legacy["last_tick_at"].as_str().unwrap().ends_with('Z'));
+
+    assert_eq!(doc["healthy"], false);
+    assert_eq!(doc["stale"], serde_json::json!(["scheduler"]));
+    assert_eq!(doc["failed"], serde_json::json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn liveness_json_shows_failure_messages_only_to_authorised_callers() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    f.add_failed("db").await;
+
+    let server = Server::start(f.with_token()).await;
+    let doc = server.get_with_token("/admin/liveness", TOKEN).await.json();
+    let failure = &doc["subsystems"]["db"]["last_failure"];
+    assert_eq!(doc["subsystems"]["db"]["state"], "failed");
+    assert_eq!(failure["kind"], "error");
+    assert_eq!(failure["attempt"], Value::from(1u64));
+    assert!(failure["message"].as_str().unwrap().contains("hunter2"));
+    assert!(failure["at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(doc["failed"], serde_json::json!(["db"]));
+    assert_eq!(doc["healthy"], false);
+    server.stop().await;
+
+    // Unauthenticated: open, but the message is withheld ...
+    let server = Server::start(Endpoints::new(&f.registry).unauthenticated()).await;
+    let reply = server.get("/admin/liveness").await;
+    assert_eq!(reply.status, 200);
+    let failure = &reply.json()["subsystems"]["db"]["last_failure"];
+    assert_eq!(failure["kind"], "error");
+    assert!(failure["message"].is_null());
+    assert!(!reply.body.contains("hunter2"));
+    server.stop().await;
+
+    // ... unless the application says otherwise.
+    let endpoints = Endpoints::new(&f.registry)
+        .unauthenticated()
+        .expose_failure_messages();
+    let server = Server::start(endpoints).await;
+    assert!(server.get("/admin/liveness").await.body.contains("hunter2"));
+    server.stop().await;
+}
+
+// --- Access ----------------------------------------------------------------
+
+#[tokio::test]
+async fn admin_routes_need_the_token() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    let server = Server::start(f.with_token()).await;
+
+    for auth in [
+        None,
+        Some("Bearer wrong-token"),
+        Some("Bearer correct-horse-battery-stapl"),
+        Some("Bearer correct-horse-battery-staple2"),
+        Some("Basic Y29ycmVjdDpob3JzZQ=="),
+        Some(TOKEN),
+        Some("Bearer"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        for path in ["/admin/liveness", "/metrics"] {
+            let reply = request(server.addr, "GET", path, &headers).await;
+            assert_eq!(reply.status, 401, "{path} with {auth:?}");
+            assert_eq!(reply.header("content-type"), Some("application/json"));
+            assert_eq!(reply.json()["error"], "unauthorized");
+            assert!(reply
+                .header("www-authenticate")
+                .unwrap()
+                .starts_with("Bearer"));
+        }
+    }
+
+    let ok = server.get_with_token("/admin/liveness", TOKEN).await;
+    assert_eq!(ok.status, 200);
+    let lower = request(
+        server.addr,
+        "GET",
+        "/admin/liveness",
+        &[("authorization", &format!("bearer {TOKEN}"))],
+    )
+    .await;
+    assert_eq!(lower.status, 200);
+
+    // Probes answer everyone.
+    assert_eq!(server.get("/livez").await.status, 200);
+    assert_eq!(server.get("/readyz").await.status, 200);
+    assert_eq!(server.get("/health").await.status, 200);
+    server.stop().await;
+}
+
+#[test]
+#[should_panic(expected = "empty")]
+fn an_empty_token_is_refused() {
+    let _ = Endpoints::new(&Registry::new()).bearer_token("");
+}
+
+// --- Probes: the kube-apiserver format ---------------------------------------
+
+#[tokio::test]
+async fn probes_when_healthy() {
+    let f = Fixture::new(&[("relay", None), ("scheduler", Some(10))]).await;
+    let server = Server::start(f.with_token()).await;
+
+    assert_text(&server.get("/livez").await, 200, "ok");
+    assert_text(&server.get("/readyz").await, 200, "ok");
+    assert_text(
+        &server.get("/livez?verbose").await,
+        200,
+        "[+]relay ok\n[+]scheduler ok\nlivez check passed\n",
+    );
+    assert_text(
+        &server.get("/readyz?verbose=1").await,
+        200,
+        "[+]relay ok\n[+]scheduler ok\n[+]shutdown ok\nreadyz check passed\n",
+    );
+    assert_text(&server.get("/livez/relay").await, 200, "ok");
+    assert_text(
+        &server.get("/livez/relay?verbose").await,
+        200,
+        "[+]relay ok\nlivez check passed\n",
+    );
+    assert_text(&server.get("/readyz/shutdown").await, 200, "ok");
+    let head = request(server.addr, "HEAD", "/livez", &[]).await;
+    assert_eq!(head.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn probes_when_a_task_is_stale() {
+    let f = Fixture::new(&[("relay", None), ("scheduler", Some(10))]).await;
+    f.clock.advance(Duration::from_secs(11));
+    let server = Server::start(f.with_token()).await;
+
+    // Any failure is verbose; the reason is withheld from anonymous callers.
+    let failed = "[+]relay ok\n[-]scheduler failed: reason withheld\nlivez check failed\n";
+    assert_text(&server.get("/livez").await, 503, failed);
+    assert_text(&server.get("/livez?verbose").await, 503, failed);
+    assert_text(
+        &server.get("/readyz").await,
+        503,
+        "[+]relay ok\n[-]scheduler failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n",
+    );
+    // The token holder sees why.
+    assert_text(
+        &server.get_with_token("/livez", TOKEN).await,
+        503,
+        "[+]relay ok\n[-]scheduler failed: stale: no heartbeat for 11.0s (stale_after 10.0s)\nlivez check failed\n",
+    );
+    // A wrong token is simply anonymous on the probes.
+    assert_text(&server.get_with_token("/livez", "nope").await, 503, failed);
+
+    // One check at a time.
+    assert_text(&server.get("/livez/relay").await, 200, "ok");
+    assert_text(
+        &server.get("/livez/scheduler").await,
+        503,
+        "[-]scheduler failed: reason withheld\nlivez check failed\n",
+    );
+
+    // Excluding the failing check passes.
+    assert_text(&server.get("/livez?exclude=scheduler").await, 200, "ok");
+    assert_text(
+        &server.get("/livez?exclude=scheduler&verbose").await,
+        200,
+        "[+]relay ok\n[+]scheduler excluded: ok\nlivez check passed\n",
+    );
+    // Repeatable.
+    assert_text(
+        &server
+            .get("/livez?verbose&exclude=scheduler&exclude=relay")
+            .await,
+        200,
+        "[+]relay excluded: ok\n[+]scheduler excluded: ok\nlivez check passed\n",
+    );
+    // Unknown names add a warning (shown with the check lines).
+    assert_text(
+        &server
+            .get("/livez?verbose&exclude=scheduler&exclude=nope&exclude=also%20nope")
+            .await,
+        200,
+        "[+]relay ok\n[+]scheduler excluded: ok\nwarn: some health checks cannot be excluded: no matches for \"also nope\", \"nope\"\nlivez check passed\n",
+    );
+    assert_text(
+        &server.get("/livez?exclude=nope").await,
+        503,
+        "[+]relay ok\n[-]scheduler failed: reason withheld\nwarn: some health checks cannot be excluded: no matches for \"nope\"\nlivez check failed\n",
+    );
+    assert_text(
+        &server.get("/livez?exclude=nope&exclude=scheduler").await,
+        200,
+        "ok",
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn probes_when_a_task_gave_up() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    f.add_failed("db").await;
+    let server = Server::start(f.with_token()).await;
+
+    assert_text(
+        &server.get("/livez").await,
+        503,
+        "[-]db failed: reason withheld\n[+]relay ok\nlivez check failed\n",
+    );
+    let with_token = server.get_with_token("/livez", TOKEN).await;
+    assert_eq!(with_token.status, 503);
+    assert!(
+        with_token
+            .body
+            .starts_with("[-]db failed: gave up after 0 restarts: error: connect to postgres://admin:hunter2@db failed\n"),
+        "{}",
+        with_token.body
+    );
+    assert!(!server.get("/readyz?verbose").await.body.contains("hunter2"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_fails_from_the_start_of_shutdown() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    let shutdown = CancellationToken::new();
+    let server = Server::start(f.with_token().not_ready_after(shutdown.clone())).await;
+    assert_text(&server.get("/readyz").await, 200, "ok");
+    shutdown.cancel();
+    assert_text(
+        &server.get("/readyz").await,
+        503,
+        "[+]relay ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n",
+    );
+    assert_text(
+        &server.get_with_token("/readyz/shutdown", TOKEN).await,
+        503,
+        "[-]shutdown failed: shutting down\nreadyz check failed\n",
+    );
+    // Liveness is unaffected.
+    assert_text(&server.get("/livez").await, 200, "ok");
+    server.stop().await;
+}
+
+// --- Errors ----------------------------------------------------------------
+
+#[tokio::test]
+async fn wrong_method_unknown_path_and_bad_queries() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    let server = Server::start(f.with_token()).await;
+
+    for (method, path) in [
+        ("POST", "/livez"),
+        ("PUT", "/readyz"),
+        ("DELETE", "/admin/liveness"),
+        ("POST", "/livez/relay"),
+        ("POST", "/metrics"),
+    ] {
+        let reply = request(server.addr, method, path, &[]).await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert!(
+            reply.header("allow").unwrap().contains("GET"),
+            "{method} {path}"
+        );
+    }
+
+    for path in ["/", "/nope", "/livez/", "/admin", "/admin/liveness/x"] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, 404, "{path}");
+        assert_eq!(reply.json()["error"], "not_found");
+    }
+    let unknown = server.get("/livez/nope").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()["error"], "unknown_check");
+    assert_eq!(server.get("/readyz/nope").await.status, 404);
+
+    let long = format!("/livez?exclude={}", "a".repeat(5000));
+    for path in [
+        "/livez?exclude=%zz",
+        "/readyz?exclude=%ff%fe",
+        "/livez?exclude=",
+        "/livez?exclude=%",
+        long.as_str(),
+        "/admin/liveness?x=%g0",
+    ] {
+        let reply = server.get_with_token(path, TOKEN).await;
+        assert_eq!(reply.status, 400, "{path}");
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert!(reply.json()["error"].is_string());
+    }
+    let many: String = (0..100).map(|i| format!("exclude=t{i}&")).collect();
+    assert_eq!(server.get(&format!("/livez?{many}")).await.status, 400);
+
+    // The server is still fine afterwards.
+    assert_text(&server.get("/livez").await, 200, "ok");
+    server.stop().await;
+}
+
+// --- Embedding and /health -------------------------------------------------
+
+#[tokio::test]
+async fn the_router_merges_into_an_application() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(|| async { "home" }))
+        .merge(f.with_token().router());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped.cancelled_owned())
+            .await
+    });
+    assert_eq!(request(addr, "GET", "/", &[]).await.body, "home");
+    assert_eq!(request(addr, "GET", "/livez", &[]).await.body, "ok");
+    assert_eq!(request(addr, "GET", "/nope", &[]).await.status, 404);
+    stop.cancel();
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn health_json_follows_the_ietf_draft() {
+    let f = Fixture::new(&[("relay", None), ("scheduler", Some(10))]).await;
+    let server = Server::start(f.with_token()).await;
+
+    let pass = server.get("/health").await;
+    assert_eq!(pass.status, 200);
+    assert_eq!(pass.header("content-type"), Some("application/health+json"));
+    let doc = pass.json();
+    assert_eq!(doc["status"], "pass");
+    let check = &doc["checks"]["scheduler:heartbeat"][0];
+    assert_eq!(check["status"], "pass");
+    assert_eq!(check["observedUnit"], "s");
+    assert!(check["observedValue"].is_number());
+    assert_eq!(check["time"], "2026-04-15T10:00:00.123456789Z");
+
+    f.clock.advance(Duration::from_secs(11));
+    let fail = server.get("/health").await;
+    assert_eq!(fail.status, 503);
+    let doc = fail.json();
+    assert_eq!(doc["status"], "fail");
+    assert_eq!(doc["checks"]["scheduler:heartbeat"][0]["status"], "fail");
+    assert!(doc["checks"]["scheduler:heartbeat"][0]
+        .get("output")
+        .is_none());
+    assert_eq!(doc["checks"]["relay:heartbeat"][0]["status"], "pass");
+    let detailed = server.get_with_token("/health", TOKEN).await.json();
+    assert!(detailed["checks"]["scheduler:heartbeat"][0]["output"]
+        .as_str()
+        .unwrap()
+        .starts_with("stale"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_standalone_server_stops_on_its_token() {
+    let f = Fixture::new(&[]).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(supervised::http::serve(
+        addr,
+        Endpoints::new(&f.registry).unauthenticated(),
+        stop.clone(),
+    ));
+    common::eventually("the server to listen", || {
+        std::net::TcpStream::connect(addr).is_ok()
+    })
+    .await;
+    assert_eq!(request(addr, "GET", "/livez", &[]).await.body, "ok");
+    stop.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(10), handle).await;
+    assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
+    let _ = Exit::Completed;
+}
