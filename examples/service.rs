@@ -37,6 +37,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_target(false)
         .init();
+    // Every caught panic is logged by the supervisor with its location; keep
+    // Rust's default hook from printing it a second time.
+    supervised::forward_supervised_panics(false);
 
     let addr = parse_args()?;
     let token = admin_token();

@@ -67,7 +67,7 @@ mod task;
 pub use clock::ManualClock;
 pub use context::Context;
 pub use group::Group;
-pub use panic::{install_panic_hook, panic_message, panics_are_caught};
+pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, panics_are_caught};
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};
 pub use registry::{
     heartbeat, is_healthy, last_tick, snapshot, status, tasks, Failure, FailureCounts, FailureKind,

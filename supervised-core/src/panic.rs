@@ -13,6 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::task::{Context, Poll};
 
@@ -39,7 +40,8 @@ struct Caught {
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if INSIDE.try_with(Cell::get).unwrap_or(0) > 0 {
+        let supervised = INSIDE.try_with(Cell::get).unwrap_or(0) > 0;
+        if supervised {
             let backtrace = Backtrace::capture();
             let caught = Caught {
                 location: info
@@ -53,8 +55,24 @@ pub fn install_panic_hook() {
                 }
             });
         }
-        previous(info)
+        if !supervised || FORWARD.load(Ordering::Relaxed) {
+            previous(info)
+        }
     }));
+}
+
+static FORWARD: AtomicBool = AtomicBool::new(true);
+
+/// Whether panics caught in supervised code also reach the panic hook that was
+/// installed before ours (by default they do, so Rust's default hook prints
+/// them, with a backtrace when `RUST_BACKTRACE` asks, and an application's
+/// own hook, e.g. an error reporter, sees them).
+///
+/// Every such panic is logged by the supervisor anyway, at ERROR with its
+/// message, location and backtrace; pass `false` to keep that single report.
+/// Panics outside supervised code always reach the previous hook.
+pub fn forward_supervised_panics(forward: bool) {
+    FORWARD.store(forward, Ordering::Relaxed);
 }
 
 /// `false` when this program is built with `panic = "abort"`: a panic then ends

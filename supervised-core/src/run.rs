@@ -171,6 +171,12 @@ impl Spec {
         &self.name
     }
 
+    /// Changes the task's name, e.g. to run one supervised fn twice.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Replaces the whole backoff policy.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -635,8 +641,12 @@ fn log_failure(
     next_delay: Option<Duration>,
     gave_up: Option<&GaveUp>,
 ) {
-    let location = failure.location.as_deref().unwrap_or("unknown");
-    let backtrace = failure.backtrace.as_ref().map(|b| b.to_string());
+    let location = failure.location.as_deref();
+    // Displayed, not debug-escaped: a backtrace is read line by line.
+    let backtrace = failure
+        .backtrace
+        .as_ref()
+        .map(|b| tracing::field::display(b.as_ref()));
     match gave_up {
         None => tracing::error!(
             task = name,

@@ -70,6 +70,19 @@ impl Task {
         &self.spec
     }
 
+    /// The same task under another name, e.g. to run one `#[supervised]` fn
+    /// twice in a group.
+    ///
+    /// ```
+    /// use supervised_core::{Context, Spec, Task};
+    ///
+    /// let task = Task::new(Spec::new("shard"), |_ctx: Context| async {});
+    /// assert_eq!(task.named("shard-2").name(), "shard-2");
+    /// ```
+    pub fn named(self, name: impl Into<String>) -> Task {
+        self.with_spec(|spec| spec.with_name(name))
+    }
+
     /// Changes the task's policy, e.g. to record it in another registry.
     pub fn with_spec(mut self, f: impl FnOnce(Spec) -> Spec) -> Task {
         self.spec = f(self.spec);

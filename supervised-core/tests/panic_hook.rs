@@ -74,5 +74,30 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
 
     // Panics outside supervised code are not recorded anywhere.
     let _ = std::panic::catch_unwind(|| fail("outside"));
+
+    // With forwarding off, supervised panics stop at our hook; others still
+    // reach the application's hook.
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    std::panic::set_hook(Box::new(move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+    }));
+    supervised_core::install_panic_hook();
+    supervised_core::forward_supervised_panics(false);
+    let exit = Spec::new("quiet")
+        .registry(&registry)
+        .restart(RestartPolicy::Never)
+        .run(CancellationToken::new(), |_ctx: Context| async {
+            fail("quiet")
+        })
+        .await;
+    let Exit::Failed { failure, .. } = exit else {
+        panic!("{exit:?}")
+    };
+    assert!(failure.location.is_some());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let _ = std::panic::catch_unwind(|| fail("outside"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    supervised_core::forward_supervised_panics(true);
     let _ = std::panic::take_hook();
 }
