@@ -138,7 +138,10 @@ async fn main() {
             status.failures.stalls,
         ];
         if want != got {
-            problems.push(format!("{}: injected {want:?}, recorded {got:?}", status.name));
+            problems.push(format!(
+                "{}: injected {want:?}, recorded {got:?}",
+                status.name
+            ));
         }
         if status.state != TaskState::Cancelled {
             problems.push(format!("{}: ended {:?}", status.name, status.state));
@@ -158,7 +161,10 @@ async fn main() {
     }
     let growth = rss_end as f64 / rss_half.max(1) as f64 - 1.0;
     if growth > 0.10 {
-        problems.push(format!("RSS grew {:.1} % over the second half", growth * 100.0));
+        problems.push(format!(
+            "RSS grew {:.1} % over the second half",
+            growth * 100.0
+        ));
     }
 
     let ticks: u64 = books.iter().map(|b| b.ticks.load(Ordering::Relaxed)).sum();

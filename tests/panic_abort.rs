@@ -21,7 +21,10 @@ fn panic_abort_builds_warn_at_startup_and_abort_on_panic() {
         .expect("run cargo");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("panics_are_caught=false"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("panics_are_caught=false"),
+        "{stdout}\n{stderr}"
+    );
     assert!(
         stderr.contains("WARNING: supervised: this program is built with panic = \"abort\""),
         "{stderr}"
