@@ -1,4 +1,4 @@
-//! Idle cost: CPU used by supervision itself (the clock thread, the stall
+//! Idle cost: CPU used by supervision itself (the stall
 //! watchdogs' timers) with 1,000 idle supervised tasks, against the same 1,000
 //! futures under bare `tokio::spawn`, each over the same window in a child
 //! process of its own. `IDLE_SECONDS` sets the window (default 30).

@@ -94,6 +94,9 @@ fn restart(c: &mut Criterion) {
     std::panic::set_hook(Box::new(|_| {}));
     let rt = runtime();
     let mut group = c.benchmark_group("restart_cycle");
+    // A slow peer cycle takes milliseconds: keep the sample count modest.
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(4));
     for (label, panic) in [("panic", true), ("error", false)] {
         group.bench_function(format!("supervised_{label}"), |b| {
             b.iter_custom(|iters| supervised_cycle(&rt, iters, panic))

@@ -36,7 +36,7 @@ fn child(kind: &str, n: usize) {
     let registry = Registry::new();
     let started = Arc::new(AtomicUsize::new(0));
     let names: Vec<String> = (0..n).map(|i| format!("task-{i:06}")).collect();
-    // Settle the runtime and the clock thread before the baseline reading.
+    // Settle the runtime before the baseline reading.
     rt.block_on(tokio::task::yield_now());
     supervised::heartbeat("warm-up");
     let rss_before = support::rss_bytes();

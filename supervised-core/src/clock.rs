@@ -2,82 +2,86 @@
 //!
 //! Two readings are kept apart:
 //!
-//! * a **monotonic** reading, in nanoseconds since the clock's own origin, decides
-//!   every age ("how long since the last heartbeat?"). It never jumps when the
-//!   system's wall clock is set.
-//! * a **wall** reading ([`SystemTime`]) is only for display.
+//! * a **monotonic** reading, in nanoseconds, decides every age ("how long since
+//!   the last heartbeat?"). It never jumps when the system's wall clock is set.
+//! * a **wall** reading ([`SystemTime`]) is only for display. It is derived from
+//!   the monotonic stamp and the current relation between the two clocks, so a
+//!   displayed time follows the system clock when an operator or NTP sets it.
 //!
-//! The process-wide system clock keeps a cached monotonic reading that a
-//! background thread refreshes every [`RESOLUTION`]. A heartbeat stores that
-//! cached value with two atomic operations and reads no clock itself, which is what
-//! makes [`Context::heartbeat`](crate::Context::heartbeat) cost about a nanosecond.
-//! The thread wakes 1000 / 5 = 200 times a second and does a few nanoseconds of
-//! work each time.
+//! On Linux a heartbeat stamps the kernel's coarse monotonic clock
+//! (`CLOCK_MONOTONIC_COARSE`): one read of a page the kernel keeps up to date,
+//! with no system call, no hardware counter read and no background thread.
+//! Its resolution is the kernel tick ([`resolution`]: 4 ms at the common
+//! `HZ=250`, at most [`RESOLUTION`] for any `HZ` of 100 or more). Elsewhere the
+//! precise monotonic clock is read instead.
 //!
 //! A [`ManualClock`] replaces it in tests: time moves only when the test says so.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+#[cfg(not(target_os = "linux"))]
+use std::sync::OnceLock;
+#[cfg(not(target_os = "linux"))]
+use std::time::Instant;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How often the cached system clock is refreshed.
-///
-/// Heartbeats recorded through a [`Context`](crate::Context) carry a timestamp
-/// that is at most this much (plus scheduling delay of the clock thread) older
-/// than the moment of the call.
-pub const RESOLUTION: Duration = Duration::from_millis(5);
+/// The coarsest a heartbeat's timestamp can be on a supported system: the
+/// kernel tick at `HZ=100`. See [`resolution`] for this machine's.
+pub const RESOLUTION: Duration = Duration::from_millis(10);
 
-/// The cached clock of the process.
-struct SystemClock {
-    origin: Instant,
-    /// Nanoseconds since `origin`, plus one (zero means "never" in entries).
-    now: Arc<AtomicU64>,
-    /// Wall-clock nanoseconds since the Unix epoch minus `now`, refreshed with it.
-    wall_offset: AtomicI64,
-}
-
-impl SystemClock {
-    fn mono(&self) -> u64 {
-        saturating_nanos(self.origin.elapsed()).saturating_add(1)
+/// The resolution of heartbeat timestamps on this machine.
+pub fn resolution() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        let res = rustix::time::clock_getres(rustix::time::ClockId::MonotonicCoarse);
+        Duration::new(res.tv_sec as u64, res.tv_nsec as u32)
     }
-
-    fn refresh(&self) {
-        let mono = self.mono();
-        self.now.store(mono, Ordering::Relaxed);
-        self.wall_offset.store(
-            wall_nanos(SystemTime::now()) - mono as i64,
-            Ordering::Relaxed,
-        );
+    #[cfg(not(target_os = "linux"))]
+    {
+        Duration::from_nanos(1)
     }
 }
 
-fn system() -> &'static SystemClock {
-    static CLOCK: OnceLock<SystemClock> = OnceLock::new();
-    static THREAD: std::sync::Once = std::sync::Once::new();
-    let clock = CLOCK.get_or_init(|| {
-        let clock = SystemClock {
-            origin: Instant::now(),
-            now: Arc::new(AtomicU64::new(1)),
-            wall_offset: AtomicI64::new(0),
-        };
-        clock.refresh();
-        clock
-    });
-    THREAD.call_once(|| {
-        let spawned = std::thread::Builder::new()
-            .name("supervised-clock".into())
-            .spawn(|| loop {
-                std::thread::sleep(RESOLUTION);
-                system().refresh();
-            });
-        if let Err(error) = spawned {
-            tracing::error!(
-                %error,
-                "supervised: could not start the clock thread; heartbeat times will not advance"
-            );
-        }
-    });
-    clock
+/// Nanoseconds on the system's monotonic clock, never zero.
+#[cfg(target_os = "linux")]
+fn mono_nanos(id: rustix::time::ClockId) -> u64 {
+    let t = rustix::time::clock_gettime(id);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+        .max(1)
+}
+
+/// Where monotonic readings start on systems read through [`Instant`].
+#[cfg(not(target_os = "linux"))]
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// The heartbeat clock: coarse and cheap.
+#[inline]
+fn system_coarse() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        mono_nanos(rustix::time::ClockId::MonotonicCoarse)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        system_precise()
+    }
+}
+
+/// The same clock, read precisely: for ages and for display.
+fn system_precise() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        mono_nanos(rustix::time::ClockId::Monotonic)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        saturating_nanos(origin().elapsed()).saturating_add(1)
+    }
 }
 
 fn saturating_nanos(d: Duration) -> u64 {
@@ -176,26 +180,44 @@ impl Default for ManualClock {
     }
 }
 
-/// The clock of a registry: the process's cached system clock or a manual one.
+/// The clock of a registry: the system's or a manual one.
 #[derive(Clone, Debug)]
 pub(crate) enum Clock {
     System,
     Manual(ManualClock),
 }
 
-impl Clock {
-    /// The atomic that heartbeats copy their timestamp from.
-    pub(crate) fn cached(&self) -> Arc<AtomicU64> {
+/// What a heartbeat reads its timestamp from.
+#[derive(Debug)]
+pub(crate) enum HotClock {
+    System,
+    Manual(Arc<AtomicU64>),
+}
+
+impl HotClock {
+    /// The heartbeat's timestamp: a coarse monotonic reading (never zero).
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
         match self {
-            Clock::System => system().now.clone(),
-            Clock::Manual(m) => m.inner.now.clone(),
+            HotClock::System => system_coarse(),
+            HotClock::Manual(now) => now.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Clock {
+    /// The clock heartbeats read.
+    pub(crate) fn hot(&self) -> HotClock {
+        match self {
+            Clock::System => HotClock::System,
+            Clock::Manual(m) => HotClock::Manual(m.inner.now.clone()),
         }
     }
 
     /// A precise monotonic reading (never zero).
     pub(crate) fn now_mono(&self) -> u64 {
         match self {
-            Clock::System => system().mono(),
+            Clock::System => system_precise(),
             Clock::Manual(m) => m.inner.now.load(Ordering::Relaxed),
         }
     }
@@ -211,11 +233,19 @@ impl Clock {
     /// The wall time that corresponds to a monotonic reading, under the current
     /// relation between the two clocks.
     pub(crate) fn wall_of(&self, mono: u64) -> SystemTime {
-        let offset = match self {
-            Clock::System => system().wall_offset.load(Ordering::Relaxed),
-            Clock::Manual(m) => m.inner.wall_offset.load(Ordering::Relaxed),
-        };
-        from_wall_nanos(offset.saturating_add(mono as i64))
+        match self {
+            Clock::System => {
+                let now_wall = SystemTime::now();
+                let ago = Duration::from_nanos(system_precise().saturating_sub(mono));
+                now_wall.checked_sub(ago).unwrap_or(now_wall)
+            }
+            Clock::Manual(m) => from_wall_nanos(
+                m.inner
+                    .wall_offset
+                    .load(Ordering::Relaxed)
+                    .saturating_add(mono as i64),
+            ),
+        }
     }
 }
 
@@ -268,17 +298,18 @@ mod tests {
     }
 
     #[test]
-    fn system_clock_cache_follows_real_time() {
+    fn system_clock_heartbeat_reading_follows_real_time() {
         let c = Clock::System;
-        let cached = c.cached();
+        let hot = c.hot().now();
         let precise = c.now_mono();
-        assert!(cached.load(Ordering::Relaxed) <= precise);
-        let wall = c.wall_of(precise);
-        let now = SystemTime::now();
-        let diff = match now.duration_since(wall) {
+        assert!(hot <= precise);
+        assert!(Duration::from_nanos(precise - hot) <= RESOLUTION);
+        let wall = c.wall_of(hot);
+        let diff = match SystemTime::now().duration_since(wall) {
             Ok(d) => d,
             Err(e) => e.duration(),
         };
         assert!(diff < Duration::from_secs(1), "{diff:?}");
+        assert!(resolution() <= RESOLUTION, "{:?}", resolution());
     }
 }

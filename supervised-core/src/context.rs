@@ -61,9 +61,10 @@ impl Context {
 
     /// Records a heartbeat: "this task is making progress".
     ///
-    /// Costs a few relaxed atomic operations: no lock, no hashing, no clock read.
-    /// The recorded time comes from a cached clock and is accurate to
-    /// [`clock::RESOLUTION`](crate::clock::RESOLUTION).
+    /// Costs a read of the kernel's coarse clock and a few relaxed atomic
+    /// operations: no lock, no hashing, no system call. The recorded time is
+    /// accurate to the kernel tick ([`clock::resolution`](crate::clock::resolution),
+    /// at most [`clock::RESOLUTION`](crate::clock::RESOLUTION)).
     #[inline]
     pub fn heartbeat(&self) {
         self.entry.beat();
