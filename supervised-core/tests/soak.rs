@@ -177,6 +177,10 @@ async fn two_thousand_tasks_keep_exact_books_under_random_faults() {
         totals[2] += stalls;
         totals[3] += u64::from(completed_early);
     }
+    println!(
+        "soak: {TASKS} tasks x {TICKS} ticks: panics {}, errors {}, stalls {}, completed early {}",
+        totals[0], totals[1], totals[2], totals[3]
+    );
     // The scripts really did inject every kind of fault, many times.
     assert!(totals.iter().all(|&n| n > 100), "{totals:?}");
 
