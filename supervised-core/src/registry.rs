@@ -234,7 +234,8 @@ pub(crate) struct Supervision {
 /// One name in the registry.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    name: String,
+    /// Shared with the registry's map key.
+    name: Arc<str>,
     /// The clock heartbeats stamp.
     hot: HotClock,
     /// Monotonic stamp of the last [`Entry::beat`], 0 if none.
@@ -250,7 +251,7 @@ pub(crate) struct Entry {
 impl Entry {
     fn new(name: &str, clock: &Clock, supervision: Option<Supervision>) -> Self {
         Entry {
-            name: name.to_owned(),
+            name: Arc::from(name),
             hot: clock.hot(),
             beat_mono: AtomicU64::new(0),
             named_mono: AtomicU64::new(0),
@@ -391,7 +392,7 @@ impl Entry {
         };
         let stale = state == TaskState::Running && (sup.stale.load(Ordering::Relaxed) || late);
         Some(TaskStatus {
-            name: self.name.clone(),
+            name: self.name.to_string(),
             state,
             restarts: sup.restarts.load(Ordering::Relaxed),
             attempt: sup.attempt.load(Ordering::Relaxed),
@@ -419,7 +420,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The map of names. Names come from the program (task names, heartbeat call
 /// sites), not from its clients, so a fast non-keyed hash is safe here and
 /// keeps a by-name heartbeat cheap.
-type Names = HashMap<String, Arc<Entry>, BuildHasherDefault<NameHasher>>;
+type Names = HashMap<Arc<str>, Arc<Entry>, BuildHasherDefault<NameHasher>>;
 
 /// A multiply-rotate hash over 8-byte words (the FxHash construction).
 #[derive(Default, Clone, Copy)]
@@ -561,7 +562,7 @@ impl Registry {
             last_failure: Mutex::new(None),
         };
         let entry = Arc::new(Entry::new(name, &self.inner.clock, Some(supervision)));
-        entries.insert(name.to_owned(), entry.clone());
+        entries.insert(entry.name.clone(), entry.clone());
         Ok(entry)
     }
 
@@ -577,8 +578,8 @@ impl Registry {
         }
         let mut entries = self.write();
         let entry = entries
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(Entry::new(name, &self.inner.clock, None)));
+            .entry(Arc::from(name))
+            .or_insert_with_key(|key| Arc::new(Entry::new(key, &self.inner.clock, None)));
         entry.beat_named(wall);
     }
 
@@ -598,7 +599,7 @@ impl Registry {
     pub fn snapshot(&self) -> BTreeMap<String, SystemTime> {
         self.read()
             .iter()
-            .filter_map(|(name, e)| Some((name.clone(), e.last_tick(&self.inner.clock)?)))
+            .filter_map(|(name, e)| Some((name.to_string(), e.last_tick(&self.inner.clock)?)))
             .collect()
     }
 
@@ -720,7 +721,7 @@ impl Registry {
                 let age = e.age(now)?;
                 let supervised = e.supervision.is_some();
                 Some((
-                    name.clone(),
+                    name.to_string(),
                     LastBeat {
                         at,
                         age,

@@ -404,11 +404,12 @@ where
         attempt: None,
         scope: None,
     };
-    let name = spec.name.as_str();
-    let mut rng = (spec.backoff.jitter != Jitter::None).then(Rng::from_entropy);
     let mut attempt: u32 = 0;
-    let mut streak: u32 = 0;
-    let mut recent_restarts: VecDeque<Instant> = VecDeque::new();
+    let mut streak = Streak {
+        length: 0,
+        rng: (spec.backoff.jitter != Jitter::None).then(Rng::from_entropy),
+        recent_restarts: VecDeque::new(),
+    };
 
     loop {
         if token.is_cancelled() {
@@ -416,7 +417,7 @@ where
         }
         attempt = attempt.saturating_add(1);
         entry.start_attempt(attempt);
-        tracing::debug!(task = name, attempt, "supervised attempt started");
+        tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
         let started = Instant::now();
 
         let scope = Arc::new(Scope::default());
@@ -435,75 +436,12 @@ where
 
         let ending = watch_attempt(&spec, &token, &entry, &mut guard, &scope, attempt).await;
         guard.stop_attempt();
-
-        if token.is_cancelled() {
-            return finish(&entry, Exit::Cancelled);
-        }
-        let ran = started.elapsed();
-        if ran >= spec.backoff.reset_after {
-            streak = 0;
-        }
-        let failure = match ending {
-            Ending::Cancelled => return finish(&entry, Exit::Cancelled),
-            Ending::Clean if spec.restart != RestartPolicy::Always => {
-                tracing::debug!(task = name, attempt, "supervised task completed");
-                return finish(&entry, Exit::Completed);
-            }
-            Ending::Clean => None,
-            Ending::Failed(failure) => {
-                entry.record_failure(&failure);
-                Some(failure)
-            }
+        // Decided in a plain fn, so that nothing it uses is kept in this
+        // future's state across the backoff below.
+        let delay = match decide(&spec, &token, &entry, ending, started, attempt, &mut streak) {
+            Ok(delay) => delay,
+            Err(exit) => return exit,
         };
-
-        let give_up = match (&failure, spec.restart) {
-            (Some(_), RestartPolicy::Never) => Some(GaveUp::NoRestart),
-            _ => spec.limit.and_then(|limit| {
-                let now = Instant::now();
-                while recent_restarts
-                    .front()
-                    .is_some_and(|t| now.duration_since(*t) >= limit.within)
-                {
-                    recent_restarts.pop_front();
-                }
-                (recent_restarts.len() >= limit.max_restarts as usize).then_some(
-                    GaveUp::RestartLimit {
-                        max_restarts: limit.max_restarts,
-                        within: limit.within,
-                    },
-                )
-            }),
-        };
-
-        if let Some(reason) = give_up {
-            let failure = failure.unwrap_or_else(|| {
-                Failure::new(
-                    FailureKind::Error,
-                    "returned cleanly too often under restart policy `always`".to_owned(),
-                    attempt,
-                )
-            });
-            log_failure(name, &failure, entry.restarts(), None, Some(&reason));
-            if let Some(parent) = &spec.escalate {
-                parent.cancel();
-            }
-            return finish(&entry, Exit::Failed { reason, failure });
-        }
-
-        let delay = match rng.as_mut() {
-            Some(rng) => spec.backoff.jittered_delay(streak, rng.next_u64()),
-            None => spec.backoff.delay(streak),
-        };
-        streak = streak.saturating_add(1);
-        match &failure {
-            Some(failure) => log_failure(name, failure, entry.restarts(), Some(delay), None),
-            None => tracing::info!(
-                task = name,
-                attempt,
-                next_delay = ?delay,
-                "supervised task returned; restarting (policy `always`)"
-            ),
-        }
         entry.set_state(TaskState::BackingOff);
         // A zero delay restarts at once: a timer would round it up to the
         // timer wheel's 1 ms granularity.
@@ -515,9 +453,99 @@ where
             }
         }
         if spec.limit.is_some() {
-            recent_restarts.push_back(Instant::now());
+            streak.recent_restarts.push_back(Instant::now());
         }
     }
+}
+
+/// What the restart decisions remember between attempts.
+struct Streak {
+    /// Restarts since the delay was last reset.
+    length: u32,
+    rng: Option<Rng>,
+    /// When the restarts inside the limit's window happened.
+    recent_restarts: VecDeque<Instant>,
+}
+
+/// After an attempt: records its failure and decides between a restart after
+/// a delay (`Ok`) and the end of the task (`Err`).
+fn decide(
+    spec: &Spec,
+    token: &CancellationToken,
+    entry: &Entry,
+    ending: Ending,
+    started: Instant,
+    attempt: u32,
+    streak: &mut Streak,
+) -> Result<Duration, Exit> {
+    let name = spec.name.as_str();
+    if token.is_cancelled() {
+        return Err(finish(entry, Exit::Cancelled));
+    }
+    if started.elapsed() >= spec.backoff.reset_after {
+        streak.length = 0;
+    }
+    let failure = match ending {
+        Ending::Cancelled => return Err(finish(entry, Exit::Cancelled)),
+        Ending::Clean if spec.restart != RestartPolicy::Always => {
+            tracing::debug!(task = name, attempt, "supervised task completed");
+            return Err(finish(entry, Exit::Completed));
+        }
+        Ending::Clean => None,
+        Ending::Failed(failure) => {
+            entry.record_failure(&failure);
+            Some(failure)
+        }
+    };
+
+    let give_up = match (&failure, spec.restart) {
+        (Some(_), RestartPolicy::Never) => Some(GaveUp::NoRestart),
+        _ => spec.limit.and_then(|limit| {
+            let now = Instant::now();
+            let recent = &mut streak.recent_restarts;
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= limit.within)
+            {
+                recent.pop_front();
+            }
+            (recent.len() >= limit.max_restarts as usize).then_some(GaveUp::RestartLimit {
+                max_restarts: limit.max_restarts,
+                within: limit.within,
+            })
+        }),
+    };
+
+    if let Some(reason) = give_up {
+        let failure = failure.unwrap_or_else(|| {
+            Failure::new(
+                FailureKind::Error,
+                "returned cleanly too often under restart policy `always`".to_owned(),
+                attempt,
+            )
+        });
+        log_failure(name, &failure, entry.restarts(), None, Some(&reason));
+        if let Some(parent) = &spec.escalate {
+            parent.cancel();
+        }
+        return Err(finish(entry, Exit::Failed { reason, failure }));
+    }
+
+    let delay = match streak.rng.as_mut() {
+        Some(rng) => spec.backoff.jittered_delay(streak.length, rng.next_u64()),
+        None => spec.backoff.delay(streak.length),
+    };
+    streak.length = streak.length.saturating_add(1);
+    match &failure {
+        Some(failure) => log_failure(name, failure, entry.restarts(), Some(delay), None),
+        None => tracing::info!(
+            task = name,
+            attempt,
+            next_delay = ?delay,
+            "supervised task returned; restarting (policy `always`)"
+        ),
+    }
+    Ok(delay)
 }
 
 /// Waits for the attempt to end, a child to panic, the watchdog to find it
@@ -531,11 +559,22 @@ async fn watch_attempt(
     attempt: u32,
 ) -> Ending {
     let handle = guard.attempt.as_mut().expect("attempt was just spawned");
+    // On the heap, and only for tasks that have one: most tasks do not, and
+    // this future's size is memory every supervised task pays for.
+    let mut watchdog = spec
+        .stale_after
+        .map(|stale_after| Box::pin(watchdog(spec, stale_after, entry, attempt)));
+    let stalled = async {
+        match watchdog.as_mut() {
+            Some(watchdog) => watchdog.await,
+            None => std::future::pending().await,
+        }
+    };
     let ending = tokio::select! {
         biased;
         joined = &mut *handle => Some(from_join(joined, attempt)),
         failure = scope.first_child_failure() => Some(Ending::Failed(failure)),
-        failure = watchdog(spec, entry, attempt) => Some(Ending::Failed(failure)),
+        failure = stalled => Some(Ending::Failed(failure)),
         _ = token.cancelled() => None,
     };
     match ending {
@@ -576,11 +615,8 @@ fn from_join(joined: Result<Result<(), Failure>, tokio::task::JoinError>, attemp
 /// `stale_after / 10`; a counter unchanged for longer than `stale_after` marks
 /// the task stale. With [`OnStale::Restart`] it then resolves with a failure of
 /// kind `Stalled`; otherwise it keeps watching (and un-marks the task when beats
-/// resume). Pending forever without `stale_after`.
-async fn watchdog(spec: &Spec, entry: &Entry, attempt: u32) -> Failure {
-    let Some(stale_after) = spec.stale_after else {
-        return std::future::pending().await;
-    };
+/// resume).
+async fn watchdog(spec: &Spec, stale_after: Duration, entry: &Entry, attempt: u32) -> Failure {
     let period = (stale_after / 10).max(Duration::from_millis(1));
     let mut last_beats = entry.beats();
     let mut last_change = Instant::now();
