@@ -64,6 +64,18 @@ impl Args {
     /// and keeping whatever was valid.
     pub(crate) fn parse(tokens: TokenStream, errors: &mut Errors) -> Args {
         let mut args = Args::default();
+        if let Some(literal) = stray_literal(&tokens) {
+            let hint = if literal.to_string().starts_with('"') {
+                format!("write `name = {literal}` to name the task")
+            } else {
+                "this value has no key; write e.g. `max_restarts = 5`".to_owned()
+            };
+            errors.at(
+                literal.span(),
+                format_args!("the arguments are `key = value` pairs: {hint}"),
+            );
+            return args;
+        }
         let parser = syn::meta::parser(|meta| {
             args.one(&meta, errors)?;
             Ok(())
@@ -186,6 +198,11 @@ impl Args {
             "crate" => {
                 if let Some(s) = string(value, known, errors) {
                     match s.parse::<Path>() {
+                        _ if s.value().trim().is_empty() => errors.at(
+                            span,
+                            "`crate` cannot be empty; write the name the `supervised` crate \
+                             has in your Cargo.toml, e.g. `crate = \"my_supervised\"`",
+                        ),
                         Ok(path) => self.krate = Some(given(path, at)),
                         Err(_) => errors.at(
                             span,
@@ -243,6 +260,20 @@ impl Args {
             );
         }
     }
+}
+
+/// A literal where a key is expected (`#[supervised("scheduler")]`): at the
+/// start or right after a comma.
+fn stray_literal(tokens: &TokenStream) -> Option<proc_macro2::Literal> {
+    let mut at_key = true;
+    for token in tokens.clone() {
+        match token {
+            proc_macro2::TokenTree::Literal(l) if at_key => return Some(l),
+            proc_macro2::TokenTree::Punct(p) if p.as_char() == ',' => at_key = true,
+            _ => at_key = false,
+        }
+    }
+    None
 }
 
 fn given<T>(value: T, (key, span): (Span, Span)) -> Given<T> {

@@ -209,3 +209,277 @@ mod tests {
         assert_eq!(parse("0ms").unwrap().to_string(), "0s");
     }
 }
+
+/// Property tests: the parser never panics, accepts every form it documents
+/// and reports values too large for a `Duration` instead of wrapping.
+#[cfg(test)]
+mod properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every spelling of each unit, with the unit's size.
+    const SPELLINGS: [(&[&str], Duration); 7] = [
+        (&["ns", "nsec", "nanos"], Duration::from_nanos(1)),
+        (&["us", "µs", "usec", "micros"], Duration::from_micros(1)),
+        (&["ms", "msec", "millis"], Duration::from_millis(1)),
+        (
+            &["s", "sec", "secs", "second", "seconds"],
+            Duration::from_secs(1),
+        ),
+        (
+            &["m", "min", "mins", "minute", "minutes"],
+            Duration::from_secs(60),
+        ),
+        (
+            &["h", "hr", "hrs", "hour", "hours"],
+            Duration::from_secs(3_600),
+        ),
+        (&["d", "day", "days"], Duration::from_secs(86_400)),
+    ];
+
+    /// One `<number><unit>` piece as written: leading zeros, the number, an
+    /// optional space, a spelling of the unit (index into `SPELLINGS`).
+    #[derive(Clone, Debug)]
+    struct Piece {
+        zeros: usize,
+        n: u64,
+        space: bool,
+        unit: usize,
+        spelling: usize,
+    }
+
+    impl Piece {
+        fn render(&self) -> String {
+            let spellings = SPELLINGS[self.unit].0;
+            format!(
+                "{}{}{}{}",
+                "0".repeat(self.zeros),
+                self.n,
+                if self.space { " " } else { "" },
+                spellings[self.spelling % spellings.len()]
+            )
+        }
+
+        /// The piece's value computed with `std::time::Duration`, the oracle;
+        /// `None` when it does not fit.
+        fn value(&self) -> Option<Duration> {
+            let size = SPELLINGS[self.unit].1;
+            if size < Duration::from_secs(1) {
+                let nanos = u128::from(self.n) * size.as_nanos();
+                let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+                Some(Duration::new(secs, (nanos % 1_000_000_000) as u32))
+            } else {
+                self.n.checked_mul(size.as_secs()).map(Duration::from_secs)
+            }
+        }
+    }
+
+    fn number() -> impl Strategy<Value = u64> {
+        prop_oneof![0..1_000u64, 0..100_000_000u64, any::<u64>()]
+    }
+
+    fn piece() -> impl Strategy<Value = Piece> {
+        (0..3usize, number(), any::<bool>(), 0..7usize, 0..5usize).prop_map(
+            |(zeros, n, space, unit, spelling)| Piece {
+                zeros,
+                n,
+                space,
+                unit,
+                spelling,
+            },
+        )
+    }
+
+    /// What goes between two pieces: nothing or some whitespace.
+    fn separator() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["", " ", "  ", "\t", " \n "])
+    }
+
+    /// Writes `d` as `<n>d<n>h<n>m<n>s<n>ms<n>us<n>ns`, leaving out zero
+    /// parts (all of them but one for a zero duration), with the chosen
+    /// spellings and separators.
+    fn render(d: Duration, spelling: &[usize; 7], separators: &[&str; 7]) -> String {
+        let secs = d.as_secs();
+        let sub = u64::from(d.subsec_nanos());
+        // Largest unit first, as indices into `SPELLINGS`.
+        let parts = [
+            (6, secs / 86_400),
+            (5, secs % 86_400 / 3_600),
+            (4, secs % 3_600 / 60),
+            (3, secs % 60),
+            (2, sub / 1_000_000),
+            (1, sub % 1_000_000 / 1_000),
+            (0, sub % 1_000),
+        ];
+        let mut out = String::new();
+        for (i, (unit, n)) in parts.into_iter().enumerate() {
+            if n == 0 && !(d.is_zero() && unit == 3) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(separators[i]);
+            }
+            let spellings = SPELLINGS[unit].0;
+            out.push_str(&n.to_string());
+            out.push_str(spellings[spelling[i] % spellings.len()]);
+        }
+        out
+    }
+
+    fn as_std(d: Dur) -> Duration {
+        Duration::new(d.secs, d.nanos)
+    }
+
+    /// The strings the parser must survive: its own alphabet, mixed freely.
+    fn near_miss() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "0",
+                "1",
+                "9",
+                "42",
+                "18446744073709551615",
+                "99999999999999999999999",
+                " ",
+                "\t",
+                ".",
+                ",",
+                "+",
+                "-",
+                "_",
+                "e",
+                "s",
+                "m",
+                "h",
+                "d",
+                "ms",
+                "us",
+                "µs",
+                "ns",
+                "sec",
+                "min",
+                "hours",
+                "µ",
+                "é",
+                "\u{a0}",
+                "\u{2003}",
+                "\u{0}",
+            ]),
+            0..12,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_any_string(s in any::<String>()) {
+            if let Err(e) = parse(&s) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+
+        #[test]
+        fn never_panics_on_near_misses(s in near_miss()) {
+            match parse(&s) {
+                Ok(d) => {
+                    // Accepted only without a sign, a fraction or a stray
+                    // character, and what it writes back parses to the same.
+                    prop_assert!(!s.contains(['-', '+', '.', ',', '_', '\u{0}']), "{s:?}");
+                    prop_assert_eq!(parse(&d.to_string()), Ok(d));
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+
+        #[test]
+        fn every_duration_round_trips(
+            secs in prop_oneof![0..100_000u64, any::<u64>()],
+            nanos in prop_oneof![Just(0u32), 0..1_000_000_000u32],
+            spelling in any::<[usize; 7]>(),
+            separators in [separator(), separator(), separator(), separator(),
+                           separator(), separator(), separator()],
+        ) {
+            let d = Duration::new(secs, nanos);
+            let text = render(d, &spelling, &separators);
+            let parsed = parse(&text).map(as_std);
+            prop_assert_eq!(parsed, Ok(d), "{:?}", text);
+            // The canonical form written back for messages parses too.
+            let canonical = parse(&text).unwrap().to_string();
+            prop_assert_eq!(parse(&canonical).map(as_std), Ok(d), "{:?}", canonical);
+        }
+
+        #[test]
+        fn any_sequence_of_pieces_sums_or_overflows(
+            pieces in prop::collection::vec(piece(), 1..6),
+            separators in prop::collection::vec(separator(), 6),
+            padding in prop::sample::select(vec!["", " ", "\t "]),
+        ) {
+            let mut text = padding.to_owned();
+            for (piece, sep) in pieces.iter().zip(&separators) {
+                text.push_str(&piece.render());
+                text.push_str(sep);
+            }
+            text.push_str(padding);
+            let expected = pieces
+                .iter()
+                .try_fold(Duration::ZERO, |sum, p| sum.checked_add(p.value()?));
+            let got = parse(&text);
+            match expected {
+                Some(d) => prop_assert_eq!(got.map(as_std), Ok(d), "{:?}", text),
+                None => prop_assert_eq!(got, Err(DurError::Overflow), "{:?}", text),
+            }
+        }
+
+        #[test]
+        fn one_past_the_largest_duration_overflows(
+            extra in 1..=u64::MAX,
+            unit in 0..7usize,
+            spelling in 0..5usize,
+        ) {
+            // `Duration::MAX` written out, plus at least one more of a unit.
+            let max = render(Duration::MAX, &[0; 7], &[""; 7]);
+            let spellings = SPELLINGS[unit].0;
+            let text = format!("{max} {extra}{}", spellings[spelling % spellings.len()]);
+            prop_assert_eq!(parse(&max).map(as_std), Ok(Duration::MAX));
+            prop_assert_eq!(parse(&text), Err(DurError::Overflow), "{:?}", text);
+        }
+
+        #[test]
+        fn numbers_too_long_for_any_integer_overflow(
+            digits in "[1-9][0-9]{39,80}",
+            unit in prop::sample::select(vec!["ns", "s", "d"]),
+        ) {
+            prop_assert_eq!(parse(&format!("{digits}{unit}")), Err(DurError::Overflow));
+        }
+
+        /// Numbers that fit the parser's 128-bit accumulator but whose product
+        /// with the unit, or whose sum, does not: a wrapping computation
+        /// would turn some of them into small durations (`2^112` days is
+        /// exactly `2^128` nanoseconds, which wraps to zero).
+        #[test]
+        fn products_and_sums_past_128_bits_overflow_instead_of_wrapping(
+            k in 1..=65_535u128,
+            unit in 1..7usize,
+            fraction in any::<u128>(),
+            a in (1u128 << 127)..=u128::MAX,
+            past in 0..1_000_000_000_000u128,
+        ) {
+            let text = format!("{}d", k << 112);
+            prop_assert_eq!(parse(&text), Err(DurError::Overflow), "{:?}", text);
+
+            let size = SPELLINGS[unit].1.as_nanos();
+            let least = u128::MAX / size + 1;
+            let n = least + fraction % (u128::MAX - least + 1);
+            let text = format!("{n}{}", SPELLINGS[unit].0[0]);
+            prop_assert_eq!(parse(&text), Err(DurError::Overflow), "{:?}", text);
+
+            // `a + b` is `2^128 + past`: wrapped, a duration of `past` ns.
+            let b = (u128::MAX - a) + 1 + past;
+            let text = format!("{a}ns {b}ns");
+            prop_assert_eq!(parse(&text), Err(DurError::Overflow), "{:?}", text);
+        }
+    }
+}

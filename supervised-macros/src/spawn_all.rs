@@ -34,7 +34,14 @@ impl Parse for Input {
                     ),
                 ));
             }
-            input.parse::<Token![=]>()?;
+            let eq = input.parse::<Token![=]>()?;
+            if input.is_empty() || input.peek(Token![;]) || input.peek(Token![,]) {
+                return Err(syn::Error::new(
+                    eq.span,
+                    "`token` needs a value: write `token = shutdown.clone();` with the \
+                     `CancellationToken` the tasks stop on",
+                ));
+            }
             let token: Expr = input.parse()?;
             if input.peek(Token![,]) {
                 return Err(syn::Error::new(
