@@ -1,14 +1,22 @@
 //! How fast a failed attempt is replaced by a running one: panic (or `Err`) to
 //! the next attempt running, with zero backoff and no backtrace capture, against
 //! the same cycle under the `task-supervisor` crate, in one run.
+//!
+//! Each variant runs batches of one task failing N times in a row on a
+//! current-thread runtime; the table shows the median time per restart over the
+//! batches and the restarts per second it implies. (A custom harness: the peer's
+//! restart takes milliseconds, which does not suit criterion's iteration
+//! scaling.)
 
-use std::hint::black_box;
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use supervised::{CancellationToken, Context, Exit, Registry, Spec};
+
+const BATCHES: usize = 7;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -22,26 +30,22 @@ fn fail() {
     panic!("bench panic")
 }
 
-/// Runs one task that fails `restarts` times and then completes; returns the
-/// time taken.
+/// One task that fails `restarts` times, then completes; the time taken.
 fn supervised_cycle(rt: &tokio::runtime::Runtime, restarts: u64, panic: bool) -> Duration {
-    let registry = Registry::new();
     let spec = Spec::new("restart-bench")
-        .registry(&registry)
+        .registry(&Registry::new())
         .backoff_initial(Duration::ZERO)
         .backoff_max(Duration::ZERO);
     let start = Instant::now();
-    let exit = rt.block_on(
-        spec.run(CancellationToken::new(), move |ctx: Context| async move {
-            if u64::from(ctx.attempt()) > restarts {
-                return Ok(());
-            }
-            if panic {
-                fail();
-            }
-            Err("bench error")
-        }),
-    );
+    let exit = rt.block_on(spec.run(CancellationToken::new(), move |ctx: Context| async move {
+        if u64::from(ctx.attempt()) > restarts {
+            return Ok(());
+        }
+        if panic {
+            fail();
+        }
+        Err("bench error")
+    }));
     let elapsed = start.elapsed();
     assert_eq!(exit, Exit::Completed);
     elapsed
@@ -82,32 +86,46 @@ fn peer_cycle(rt: &tokio::runtime::Runtime, restarts: u64, panic: bool) -> Durat
             .with_restart_jitter(0.0)
             .with_task("restart-bench", task)
             .spawn();
-        let _ = black_box(handle.wait().await);
+        // Done when the last run has returned `Ok`.
+        while !matches!(
+            handle.task_status("restart-bench").await,
+            Ok(task_supervisor::TaskStatus::Completed)
+        ) {
+            tokio::task::yield_now().await;
+        }
+        let _ = handle.shutdown().await;
     });
     let elapsed = start.elapsed();
     assert_eq!(runs.load(Ordering::Relaxed), restarts + 1);
     elapsed
 }
 
-fn restart(c: &mut Criterion) {
-    // No output and no backtrace for the thousands of deliberate panics.
+fn main() {
+    // No backtraces (whatever RUST_BACKTRACE says) and no output for the
+    // thousands of deliberate panics.
+    std::env::set_var("RUST_LIB_BACKTRACE", "0");
     std::panic::set_hook(Box::new(|_| {}));
     let rt = runtime();
-    let mut group = c.benchmark_group("restart_cycle");
-    // A slow peer cycle takes milliseconds: keep the sample count modest.
-    group.sample_size(20);
-    group.measurement_time(Duration::from_secs(4));
-    for (label, panic) in [("panic", true), ("error", false)] {
-        group.bench_function(format!("supervised_{label}"), |b| {
-            b.iter_custom(|iters| supervised_cycle(&rt, iters, panic))
-        });
-        group.bench_function(format!("task_supervisor_{label}"), |b| {
-            b.iter_custom(|iters| peer_cycle(&rt, iters, panic))
-        });
+    println!("| restart cycle | restarts per batch | median per restart | restarts per second |");
+    println!("|---|---:|---:|---:|");
+    type Cycle = fn(&tokio::runtime::Runtime, u64, bool) -> Duration;
+    let variants: [(&str, Cycle, u64, bool); 4] = [
+        ("supervised, panic", supervised_cycle, 5_000, true),
+        ("supervised, Err", supervised_cycle, 5_000, false),
+        ("task-supervisor, panic", peer_cycle, 200, true),
+        ("task-supervisor, Err", peer_cycle, 200, false),
+    ];
+    for (label, cycle, restarts, panic) in variants {
+        cycle(&rt, restarts / 10, panic); // warm up
+        let per_restart = support::median(
+            (0..BATCHES)
+                .map(|_| cycle(&rt, restarts, panic) / restarts as u32)
+                .collect(),
+        );
+        println!(
+            "| {label} | {restarts} | {:.1} µs | {:.0} |",
+            per_restart.as_secs_f64() * 1e6,
+            1.0 / per_restart.as_secs_f64()
+        );
     }
-    group.finish();
-    let _ = std::panic::take_hook();
 }
-
-criterion_group!(benches, restart);
-criterion_main!(benches);

@@ -41,12 +41,22 @@ fn child(kind: &str, n: usize) {
     supervised::heartbeat("warm-up");
     let rss_before = support::rss_bytes();
 
+    let mut peer = task_supervisor::SupervisorBuilder::new();
+    let mut peer_handle = None;
     let spawn_start = Instant::now();
     rt.block_on(async {
         for name in &names {
             let started = started.clone();
             let token = token.clone();
             match kind {
+                "task-supervisor" => {
+                    peer = peer.with_task(
+                        name,
+                        PeerIdle {
+                            started: started.clone(),
+                        },
+                    );
+                }
                 "bare" => {
                     tokio::spawn(async move {
                         started.fetch_add(1, Ordering::Relaxed);
@@ -65,6 +75,9 @@ fn child(kind: &str, n: usize) {
                     }));
                 }
             }
+        }
+        if kind == "task-supervisor" {
+            peer_handle = Some(std::mem::take(&mut peer).spawn());
         }
         while started.load(Ordering::Relaxed) < n {
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -104,7 +117,24 @@ fn child(kind: &str, n: usize) {
         );
     }
     token.cancel();
+    if let Some(handle) = peer_handle {
+        rt.block_on(async { drop(handle.shutdown().await) });
+    }
     println!("{line}");
+}
+
+/// The same idle loop as a `task-supervisor` task.
+#[derive(Clone)]
+struct PeerIdle {
+    started: Arc<AtomicUsize>,
+}
+
+impl task_supervisor::SupervisedTask for PeerIdle {
+    async fn run(self, cancel: CancellationToken) -> task_supervisor::TaskResult {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        user_loop(cancel, || {}).await;
+        Ok(())
+    }
 }
 
 fn field(line: &str, key: &str) -> f64 {
@@ -124,8 +154,18 @@ fn main() {
     // `cargo bench` passes `--bench`; a filter may follow. Nothing to filter here.
     println!("| tasks | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (µs) | tasks() (µs) | is_healthy(all) (µs) |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
+    let mut peer_rows = Vec::new();
     for n in SIZES {
         let size = n.to_string();
+        if n <= 10_000 {
+            let peer = support::run_child(&["task-supervisor", &size]);
+            let bare = support::run_child(&["bare", &size]);
+            peer_rows.push(format!(
+                "| {n} | {:.1} | {:.0} |",
+                field(&peer, "spawn_ms"),
+                (field(&peer, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64
+            ));
+        }
         let bare = support::run_child(&["bare", &size]);
         let sup = support::run_child(&["supervised", &size]);
         let per_task = (field(&sup, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64;
@@ -138,5 +178,11 @@ fn main() {
             field(&sup, "tasks_us"),
             field(&sup, "is_healthy_us"),
         );
+    }
+    println!();
+    println!("| tasks under task-supervisor | spawn until all run (ms) | bytes per task beyond the future |");
+    println!("|---:|---:|---:|");
+    for row in peer_rows {
+        println!("{row}");
     }
 }
