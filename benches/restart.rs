@@ -37,15 +37,17 @@ fn supervised_cycle(rt: &tokio::runtime::Runtime, restarts: u64, panic: bool) ->
         .backoff_initial(Duration::ZERO)
         .backoff_max(Duration::ZERO);
     let start = Instant::now();
-    let exit = rt.block_on(spec.run(CancellationToken::new(), move |ctx: Context| async move {
-        if u64::from(ctx.attempt()) > restarts {
-            return Ok(());
-        }
-        if panic {
-            fail();
-        }
-        Err("bench error")
-    }));
+    let exit = rt.block_on(
+        spec.run(CancellationToken::new(), move |ctx: Context| async move {
+            if u64::from(ctx.attempt()) > restarts {
+                return Ok(());
+            }
+            if panic {
+                fail();
+            }
+            Err("bench error")
+        }),
+    );
     let elapsed = start.elapsed();
     assert_eq!(exit, Exit::Completed);
     elapsed
