@@ -13,21 +13,11 @@ const TASKS: usize = 1_000;
 
 /// The user's future: idle, beating every 10 s.
 async fn idle(token: CancellationToken, beat: impl Fn()) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = every.tick() => beat(),
-        }
-    }
+    support::beat_until_cancelled(token, Duration::from_secs(10), beat).await
 }
 
 fn child(kind: &str, seconds: u64) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     let token = CancellationToken::new();
     let registry = Registry::new();
     rt.block_on(async {

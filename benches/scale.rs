@@ -15,23 +15,13 @@ use supervised::{CancellationToken, Context, Registry, Spec};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
-/// The user's future in both variants: wait on the token, beat once a second.
+/// The user's future in every variant: wait on the token, beat once a second.
 async fn user_loop(token: CancellationToken, beat: impl Fn()) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = token.cancelled() => return,
-            _ = every.tick() => beat(),
-        }
-    }
+    support::beat_until_cancelled(token, Duration::from_secs(1), beat).await
 }
 
 fn child(kind: &str, n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     let token = CancellationToken::new();
     let registry = Registry::new();
     let started = Arc::new(AtomicUsize::new(0));

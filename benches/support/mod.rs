@@ -7,6 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use supervised::CancellationToken;
+
 /// Resident set size of this process, in bytes (0 where `/proc` is missing).
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -56,4 +58,25 @@ pub fn is_child() -> bool {
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// The user's future of the scale and idle benches: wait on the token, call
+/// `beat` every `period`.
+pub async fn beat_until_cancelled(token: CancellationToken, period: Duration, beat: impl Fn()) {
+    let mut every = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = every.tick() => beat(),
+        }
+    }
+}
+
+/// A multi-thread runtime with two workers, like the machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
