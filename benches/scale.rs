@@ -3,7 +3,9 @@
 //! register them all, the memory per task beyond the user's future (RSS against
 //! the same futures under bare `tokio::spawn`), and the time of `snapshot()`,
 //! `tasks()` and `is_healthy` over every name. Each size runs in a child
-//! process of its own. `cargo bench --bench scale` prints a Markdown table.
+//! process of its own; up to 10,000 tasks, also the time of
+//! `GET /admin/liveness` over loopback. `cargo bench --bench scale` prints a
+//! Markdown table.
 
 mod support;
 
@@ -105,12 +107,46 @@ fn child(kind: &str, n: usize) {
             tasks.as_secs_f64() * 1e6,
             healthy.as_secs_f64() * 1e6
         );
+        if n <= 10_000 {
+            let liveness = rt.block_on(admin_liveness(&registry, n));
+            line += &format!(" liveness_ms={:.1}", liveness.as_secs_f64() * 1e3);
+        }
     }
     token.cancel();
     if let Some(handle) = peer_handle {
         rt.block_on(async { drop(handle.shutdown().await) });
     }
     println!("{line}");
+}
+
+/// Median time of `GET /admin/liveness` over loopback, body read to the end.
+async fn admin_liveness(registry: &Registry, n: usize) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let stop = CancellationToken::new();
+    let endpoints = supervised::http::Endpoints::new(registry).bearer_token("scale-token");
+    let server = tokio::spawn(endpoints.serve(listener, stop.clone()));
+    let request = format!(
+        "GET /admin/liveness HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer scale-token\r\nConnection: close\r\n\r\n"
+    );
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut body = Vec::new();
+        stream.read_to_end(&mut body).await.expect("read");
+        times.push(start.elapsed());
+        assert!(body.starts_with(b"HTTP/1.1 200"), "liveness answered badly");
+        assert!(body.len() > n * 100, "a short body for {n} tasks");
+    }
+    stop.cancel();
+    let _ = server.await;
+    support::median(times)
 }
 
 /// The same idle loop as a `task-supervisor` task.
@@ -142,8 +178,8 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; a filter may follow. Nothing to filter here.
-    println!("| tasks | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (µs) | tasks() (µs) | is_healthy(all) (µs) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| tasks | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (µs) | tasks() (µs) | is_healthy(all) (µs) | GET /admin/liveness (ms) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peer_rows = Vec::new();
     for n in SIZES {
         let size = n.to_string();
@@ -160,13 +196,17 @@ fn main() {
         let sup = support::run_child(&["supervised", &size]);
         let per_task = (field(&sup, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64;
         println!(
-            "| {n} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {n} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
             field(&sup, "spawn_ms"),
             field(&bare, "spawn_ms"),
             per_task,
             field(&sup, "snapshot_us"),
             field(&sup, "tasks_us"),
             field(&sup, "is_healthy_us"),
+            match field(&sup, "liveness_ms") {
+                ms if ms.is_nan() => "not measured".to_owned(),
+                ms => format!("{ms:.1}"),
+            },
         );
     }
     println!();
