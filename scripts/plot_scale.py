@@ -24,10 +24,9 @@ def rows(path):
                 break
             continue
         cells = [c.strip().replace(",", "") for c in line.strip("|").split("|")]
-        try:
-            out.append([float(c) for c in cells])
-        except ValueError:
+        if not cells[0].isdigit():
             continue  # the header
+        out.append([float(c) if c.replace(".", "", 1).isdigit() else float("nan") for c in cells])
     return out
 
 
