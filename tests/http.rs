@@ -33,6 +33,7 @@ impl Fixture {
                 spec = spec.stale_after(Duration::from_secs(*secs));
             }
             spec.spawn(stop.clone(), |ctx: Context| async move {
+                ctx.heartbeat();
                 ctx.cancelled().await;
             });
         }
@@ -112,8 +113,11 @@ async fn liveness_json_keeps_the_go_fields_and_adds_supervision() {
     assert!(scheduler["last_failure"].is_null());
     assert_eq!(
         scheduler["failures"],
-        serde_json::json!({"panic": 0, "error": 0, "stalled": 0})
+        serde_json::json!({"panic": 0, "error": 0, "stalled": 0, "blocked": 0})
     );
+    assert_eq!(scheduler["blocked"], false);
+    assert!(scheduler["blocked_seconds"].is_null());
+    assert_eq!(scheduler["expects_heartbeat"], true);
 
     let relay = &doc["subsystems"]["relay"];
     assert_eq!(relay["healthy"], true);
@@ -127,6 +131,7 @@ async fn liveness_json_keeps_the_go_fields_and_adds_supervision() {
 
     assert_eq!(doc["healthy"], false);
     assert_eq!(doc["stale"], serde_json::json!(["scheduler"]));
+    assert_eq!(doc["blocked"], serde_json::json!([]));
     assert_eq!(doc["failed"], serde_json::json!([]));
     server.stop().await;
 }

@@ -24,13 +24,17 @@ async fn populated() -> (Registry, ManualClock, CancellationToken) {
         if let Some(secs) = stale_after {
             spec = spec.stale_after(Duration::from_secs(secs));
         }
-        spec.spawn(
-            stop.clone(),
-            |ctx: Context| async move { ctx.cancelled().await },
-        );
+        spec.spawn(stop.clone(), |ctx: Context| async move {
+            ctx.heartbeat();
+            ctx.cancelled().await
+        });
     }
     let r = registry.clone();
-    eventually("tasks to start", move || r.tasks().len() == 2).await;
+    eventually("tasks to beat once", move || {
+        let all = r.tasks();
+        all.len() == 2 && all.iter().all(|t| t.last_tick.is_some())
+    })
+    .await;
     let exit = Spec::new("db")
         .registry(&registry)
         .restart(RestartPolicy::Never)

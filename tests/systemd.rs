@@ -86,11 +86,16 @@ async fn pings_only_while_every_task_is_fresh() {
     let t0 = Instant::now();
     let handle = watchdog.spawn(stop_watchdog.clone());
 
-    // Every task has beaten: ready, a first ping and the summary together.
-    sleep_until(t0 + Duration::from_millis(100)).await;
+    // The attempts have not run yet when the watchdog first looks: nothing
+    // has beaten, so no `READY=1` (starting is not a heartbeat). At the next
+    // look every task has beaten by itself: ready.
+    sleep_until(t0 + Duration::from_millis(150)).await;
     assert_eq!(
         notify.drain(),
-        ["READY=1\nWATCHDOG=1\nSTATUS=2/2 healthy\n"]
+        [
+            "WATCHDOG=1\nSTATUS=starting: 0/2 tasks beating; waiting for a, b\n",
+            "READY=1\nSTATUS=2/2 healthy\n"
+        ]
     );
 
     // Pings every WATCHDOG_USEC / 2; nothing else while nothing changes.

@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::panic::{failure_from_panic, CatchPanic};
+use crate::panic::CatchPanic;
 use crate::registry::{lock, Entry, Failure};
 
 /// What one attempt of a supervised task is given: its name and attempt number,
@@ -65,9 +66,13 @@ impl Context {
     /// operations: no lock, no hashing, no system call. The recorded time is
     /// accurate to the kernel tick ([`clock::resolution`](crate::clock::resolution),
     /// at most [`clock::RESOLUTION`](crate::clock::RESOLUTION)).
+    ///
+    /// Only the current attempt beats: a `Context` kept past the end of its
+    /// attempt (cloned into a plain `tokio::spawn`, say) records nothing, so it
+    /// cannot keep a stuck successor looking alive.
     #[inline]
     pub fn heartbeat(&self) {
-        self.entry.beat();
+        self.entry.beat_for(self.attempt);
     }
 
     /// Resolves when the task is asked to stop. An attempt that does not return
@@ -81,7 +86,9 @@ impl Context {
         self.token.is_cancelled()
     }
 
-    /// The task's cancellation token.
+    /// This task's own cancellation token: a child of the token the task was
+    /// started with. Cancelling it stops this task (as [`Exit::Cancelled`](crate::Exit::Cancelled)),
+    /// not its siblings; cancelling the parent stops it too.
     pub fn token(&self) -> &CancellationToken {
         &self.token
     }
@@ -89,9 +96,10 @@ impl Context {
     /// Starts a child task tied to this attempt.
     ///
     /// The child is aborted (dropped at its next `.await`, whether or not it looks
-    /// at any token) when the attempt ends for any reason. A panic in the child
-    /// fails the attempt like a panic of its own, and the returned handle sees it
-    /// as a [`JoinError`](tokio::task::JoinError) too.
+    /// at any token) when the attempt ends for any reason, and the next attempt
+    /// starts only after it has been dropped. A panic in the child fails the
+    /// attempt like a panic of its own, and the returned handle sees it as a
+    /// [`JoinError`](tokio::task::JoinError) too.
     ///
     /// # Panics
     ///
@@ -103,11 +111,10 @@ impl Context {
     {
         let scope = self.scope.clone();
         let attempt = self.attempt;
-        let handle = tokio::spawn(async move {
-            match CatchPanic::new(fut).await {
+        let child = self.scope.tracker.track_future(async move {
+            match CatchPanic::new(fut, attempt).await {
                 Ok(v) => v,
-                Err(payload) => {
-                    let failure = failure_from_panic(payload, attempt);
+                Err(failure) => {
                     let message = format!("child task panicked: {}", failure.message);
                     scope.child_failed(Failure { message, ..failure });
                     // Surface the panic to the child's own handle as well.
@@ -115,6 +122,7 @@ impl Context {
                 }
             }
         });
+        let handle = tokio::spawn(child);
         self.scope.adopt(handle.abort_handle());
         handle
     }
@@ -125,6 +133,8 @@ impl Context {
 pub(crate) struct Scope {
     children: Mutex<Children>,
     failed: Notify,
+    /// Tracks the attempt's future and its children until each is dropped.
+    pub(crate) tracker: TaskTracker,
 }
 
 #[derive(Default)]
@@ -168,8 +178,20 @@ impl Scope {
         }
     }
 
+    /// Resolves once the attempt's future and every child have been dropped
+    /// (after [`Scope::close`]).
+    pub(crate) async fn dropped(&self) {
+        self.tracker.wait().await
+    }
+
+    /// `true` once the attempt's future and every child have been dropped.
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.tracker.is_closed() && self.tracker.is_empty()
+    }
+
     /// Aborts every child; children spawned afterwards are aborted at once.
     pub(crate) fn close(&self) {
+        self.tracker.close();
         let handles = {
             let mut children = lock(&self.children);
             children.closed = true;

@@ -1,16 +1,22 @@
 //! Several supervised tasks started together and stopped together.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::format::Secs;
+use crate::registry::{Entry, Registry};
 use crate::run::Exit;
 use crate::task::Task;
 
 /// Supervised tasks sharing one cancellation token: what `spawn_all!` returns.
+///
+/// Dropping a `Group` cancels its tasks, as dropping a
+/// [`JoinSet`](tokio::task::JoinSet) aborts its tasks; keep it for as long as
+/// the tasks should run, or [`detach`](Group::detach) it.
 ///
 /// ```
 /// use std::time::Duration;
@@ -34,15 +40,27 @@ use crate::task::Task;
 /// assert!(exits.iter().all(|(_, exit)| *exit == Exit::Cancelled));
 /// # }
 /// ```
+#[must_use = "dropping a `Group` cancels its tasks"]
 pub struct Group {
     token: CancellationToken,
     members: Vec<Member>,
+    detached: bool,
 }
 
 struct Member {
     name: String,
-    registry: Registry,
+    /// The member's own registry entry; `None` when its name was taken and it
+    /// never ran.
+    entry: Option<(Registry, Arc<Entry>)>,
     handle: JoinHandle<Exit>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.token.cancel();
+        }
+    }
 }
 
 impl fmt::Debug for Group {
@@ -72,6 +90,7 @@ impl Group {
         Group {
             token: token.child_token(),
             members: Vec::new(),
+            detached: false,
         }
     }
 
@@ -95,15 +114,10 @@ impl Group {
         if self.members.iter().any(|m| m.name == name) {
             return Err(name);
         }
-        let registry = task
-            .spec()
-            .get_registry()
-            .cloned()
-            .unwrap_or_else(|| Registry::global().clone());
-        let handle = task.spawn(self.token.clone());
+        let (entry, handle) = task.start(self.token.clone());
         self.members.push(Member {
             name,
-            registry,
+            entry,
             handle,
         });
         Ok(())
@@ -119,47 +133,65 @@ impl Group {
         self.members.iter().map(|m| m.name.as_str()).collect()
     }
 
-    /// `true` when no task is stale by its own `stale_after` and none has
-    /// [failed](crate::TaskState::Failed).
+    /// `true` when every task of this group is healthy: not stale by its own
+    /// `stale_after`, not blocking its thread, not
+    /// [failed](crate::TaskState::Failed). A member that never ran because a
+    /// live task held its name is not healthy.
+    ///
+    /// Reads the group's own members, whatever else is registered under
+    /// their names.
     pub fn is_healthy(&self) -> bool {
-        self.members
-            .iter()
-            .all(|m| m.registry.status(&m.name).is_none_or(|s| s.healthy))
+        self.members.iter().all(|m| {
+            m.entry
+                .as_ref()
+                .and_then(|(registry, entry)| registry.status_of(entry))
+                .is_some_and(|s| s.healthy)
+        })
+    }
+
+    /// Lets the tasks run on after this `Group` is dropped; nothing but the
+    /// token the group was made with (or the runtime's end) stops them then.
+    pub fn detach(mut self) {
+        self.detached = true;
     }
 
     /// Waits until every task has ended on its own, and returns how each ended,
     /// in start order.
-    pub async fn join(self) -> Vec<(String, Exit)> {
-        let mut exits = Vec::with_capacity(self.members.len());
-        for m in self.members {
+    pub async fn join(mut self) -> Vec<(String, Exit)> {
+        let members = std::mem::take(&mut self.members);
+        let mut exits = Vec::with_capacity(members.len());
+        for m in members {
             exits.push((m.name, joined(m.handle.await)));
         }
         exits
     }
 
-    /// Cancels every task and waits at most `grace` in all for them to end;
-    /// tasks still running then are dropped (their attempts aborted) and
-    /// recorded [`Cancelled`](crate::TaskState::Cancelled). `grace` bounds the whole
-    /// group, whatever grace a task declares. Returns how each task ended, in
-    /// start order.
-    pub async fn shutdown(self, grace: Duration) -> Vec<(String, Exit)> {
+    /// Cancels every task and waits at most `grace` in all for them to end.
+    /// `grace` bounds the whole call, whatever grace a task declares: a task
+    /// whose attempt has not been dropped by then (one blocked in a
+    /// synchronous call, or one still in its own longer grace) is reported as
+    /// [`Exit::Abandoned`] and logged by name; its attempt is aborted, and the
+    /// registry shows it [`Stopping`](crate::TaskState::Stopping) until the
+    /// attempt is dropped. Returns how each task ended, in start order.
+    pub async fn shutdown(mut self, grace: Duration) -> Vec<(String, Exit)> {
         self.token.cancel();
         let deadline = tokio::time::Instant::now() + grace;
-        let mut exits = Vec::with_capacity(self.members.len());
-        for mut m in self.members {
+        let members = std::mem::take(&mut self.members);
+        let mut exits = Vec::with_capacity(members.len());
+        for mut m in members {
             let exit = match tokio::time::timeout_at(deadline, &mut m.handle).await {
                 Ok(result) => joined(result),
                 Err(_) => {
+                    // Dropping the supervisor aborts its attempt; the task is
+                    // recorded as cancelled once the attempt is dropped.
                     m.handle.abort();
-                    // The supervisor runs no user code, so it goes away at once;
-                    // its drop guard records the task as cancelled.
-                    let _ = (&mut m.handle).await;
-                    tracing::warn!(
+                    tracing::error!(
                         task = %m.name,
-                        ?grace,
-                        "supervised task did not stop within the group's grace; dropped"
+                        grace = %Secs(grace),
+                        "supervised task was not stopped within the group's shutdown grace; \
+                         abandoned (its attempt is aborted but not yet dropped)"
                     );
-                    Exit::Cancelled
+                    Exit::Abandoned
                 }
             };
             exits.push((m.name, exit));
@@ -169,6 +201,6 @@ impl Group {
 }
 
 fn joined(result: Result<Exit, tokio::task::JoinError>) -> Exit {
-    // A supervisor never panics; an error means it was aborted.
+    // A supervisor never unwinds; an error means it was aborted.
     result.unwrap_or(Exit::Cancelled)
 }

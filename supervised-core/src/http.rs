@@ -31,9 +31,12 @@
 //!
 //! Every supervised task ([`Registry::tasks`]) is one check, named after the task.
 //!
-//! * **Liveness** fails for a task that is stale past its `stale_after` or has
+//! * **Liveness** fails for a task that is stale past its `stale_after` (in
+//!   any state before it ends: running, backing off, stopping), that blocks
+//!   its worker thread past its `blocking_after`, or that has
 //!   [failed](TaskState::Failed) (given up).
-//! * **Readiness** also fails for a task that has not beaten once yet, and has
+//! * **Readiness** also fails for a task that has not beaten once by itself
+//!   yet (unless it was declared without heartbeats, or has ended), and has
 //!   one more check, `shutdown`, that fails from the moment the token given to
 //!   [`Endpoints::not_ready_after`] is cancelled.
 //!
@@ -569,12 +572,18 @@ fn liveness(task: &TaskStatus) -> Result<(), String> {
             None => format!("stale: no heartbeat yet{limit}"),
         });
     }
+    if let Some(blocked) = task.blocked_for {
+        return Err(format!(
+            "blocked: one poll has been running for {}, blocking its worker thread",
+            secs(blocked)
+        ));
+    }
     Ok(())
 }
 
 fn readiness(task: &TaskStatus) -> Result<(), String> {
     liveness(task)?;
-    if task.last_tick.is_none() {
+    if task.awaits_first_beat() {
         return Err("not started: no heartbeat yet".to_owned());
     }
     Ok(())
@@ -763,10 +772,14 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
     let beats = registry.last_beats();
     let mut subsystems = Map::new();
     let mut stale = Vec::new();
+    let mut blocked = Vec::new();
     let mut failed = Vec::new();
     for t in &tasks {
         if t.stale {
             stale.push(Value::from(t.name.as_str()));
+        }
+        if t.blocked_for.is_some() {
+            blocked.push(Value::from(t.name.as_str()));
         }
         if t.state == TaskState::Failed {
             failed.push(Value::from(t.name.as_str()));
@@ -791,10 +804,14 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
                 "healthy": t.healthy,
                 "stale": t.stale,
                 "stale_after_seconds": t.stale_after.map(|d| d.as_secs_f64()),
+                "blocked": t.blocked_for.is_some(),
+                "blocked_seconds": t.blocked_for.map(|d| d.as_secs_f64()),
+                "expects_heartbeat": t.expects_heartbeat,
                 "failures": {
                     "panic": t.failures.panics,
                     "error": t.failures.errors,
                     "stalled": t.failures.stalls,
+                    "blocked": t.failures.blocked,
                 },
                 "last_failure": last_failure,
             }),
@@ -815,7 +832,10 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
                 "healthy": true,
                 "stale": false,
                 "stale_after_seconds": null,
-                "failures": { "panic": 0, "error": 0, "stalled": 0 },
+                "blocked": false,
+                "blocked_seconds": null,
+                "expects_heartbeat": true,
+                "failures": { "panic": 0, "error": 0, "stalled": 0, "blocked": 0 },
                 "last_failure": null,
             }),
         );
@@ -824,6 +844,7 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
         "subsystems": subsystems,
         "healthy": tasks.iter().all(|t| t.healthy),
         "stale": stale,
+        "blocked": blocked,
         "failed": failed,
     })
 }
@@ -855,7 +876,11 @@ fn health_document(shared: &Shared, details: bool) -> (&'static str, Value) {
     for t in shared.registry.tasks() {
         let (level, reason) = match liveness(&t) {
             Err(reason) => (2, Some(reason)),
-            Ok(()) if t.last_tick.is_none() => (1, Some("no heartbeat yet".to_owned())),
+            Ok(()) if t.awaits_first_beat() => (1, Some("no heartbeat yet".to_owned())),
+            Ok(()) if t.state == TaskState::Stopping => (
+                1,
+                Some("stopping: waiting for its attempt to be dropped".to_owned()),
+            ),
             Ok(()) if t.state == TaskState::BackingOff => {
                 let cause = t
                     .last_failure

@@ -51,6 +51,7 @@
 
 pub mod clock;
 mod context;
+mod format;
 mod group;
 #[cfg(feature = "http")]
 pub mod http;

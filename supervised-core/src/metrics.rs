@@ -10,9 +10,11 @@
 //! |---|---|---|
 //! | `supervised_task_restarts_total` | counter | attempts started after the first |
 //! | `supervised_task_failures_total{kind}` | counter | failures by `kind`: `panic`, `error`, `stalled` |
-//! | `supervised_task_state{state}` | gauge | 1 for the task's current state, 0 for the others (`running`, `backing_off`, `completed`, `cancelled`, `failed`) |
-//! | `supervised_task_up` | gauge | 1 while the task is running and not stale |
-//! | `supervised_task_stale` | gauge | 1 while the task is stale |
+//! | `supervised_task_state{state}` | gauge | 1 for the task's current state, 0 for the others (`running`, `backing_off`, `stopping`, `completed`, `cancelled`, `failed`) |
+//! | `supervised_task_up` | gauge | 1 while the task is running and healthy (not stale, not blocking its thread) |
+//! | `supervised_task_stale` | gauge | 1 while the task is stale (also while backing off or stopping) |
+//! | `supervised_task_blocked_seconds` | gauge | how long the attempt's poll in progress has blocked its worker thread, past the task's `blocking_after`; 0 otherwise |
+//! | `supervised_task_blocked_polls_total` | counter | polls seen blocking past `blocking_after` |
 //! | `supervised_task_last_heartbeat_timestamp_seconds` | gauge | Unix time of the last heartbeat |
 //! | `supervised_task_heartbeat_age_seconds` | gauge | seconds since the last heartbeat (monotonic clock) |
 //!
@@ -54,14 +56,6 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The `Content-Type` of [`render_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-const STATES: [TaskState; 5] = [
-    TaskState::Running,
-    TaskState::BackingOff,
-    TaskState::Completed,
-    TaskState::Cancelled,
-    TaskState::Failed,
-];
 
 /// A prometheus-client [`Collector`] that reads a [`Registry`] at every
 /// scrape. [`register`] is the usual way to use it.
@@ -169,7 +163,7 @@ impl Collector for TaskCollector {
                 MetricType::Gauge,
             )?;
             for t in &tasks {
-                for state in STATES {
+                for state in TaskState::ALL {
                     ConstGauge::new(i64::from(t.state == state)).encode(metric.encode_family(
                         &[("task", t.name.as_str()), ("state", state.as_str())],
                     )?)?;
@@ -179,12 +173,12 @@ impl Collector for TaskCollector {
         {
             let mut metric = encoder.encode_descriptor(
                 "supervised_task_up",
-                "1 while the supervised task is running and not stale",
+                "1 while the supervised task is running and healthy (not stale, not blocking its thread)",
                 None,
                 MetricType::Gauge,
             )?;
             for t in &tasks {
-                let up = t.state == TaskState::Running && !t.stale;
+                let up = t.state == TaskState::Running && t.healthy;
                 ConstGauge::new(i64::from(up))
                     .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
             }
@@ -198,6 +192,31 @@ impl Collector for TaskCollector {
             )?;
             for t in &tasks {
                 ConstGauge::new(i64::from(t.stale))
+                    .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "supervised_task_blocked",
+                "How long the poll in progress of the task's attempt has been blocking its worker thread (0 when it is not)",
+                Some(&Unit::Seconds),
+                MetricType::Gauge,
+            )?;
+            for t in &tasks {
+                let blocked = t.blocked_for.map_or(0.0, |d| d.as_secs_f64());
+                ConstGauge::new(blocked)
+                    .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "supervised_task_blocked_polls",
+                "Polls of the task's attempts seen running longer than its blocking_after",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &tasks {
+                ConstCounter::new(t.failures.blocked)
                     .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
             }
         }

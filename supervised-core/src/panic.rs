@@ -22,11 +22,18 @@ use crate::registry::{Failure, FailureKind};
 thread_local! {
     /// How many supervised polls are on this thread's stack.
     static INSIDE: Cell<u32> = const { Cell::new(0) };
-    /// What the hook saw of the last panic raised inside one of them.
-    static CAUGHT: RefCell<Option<Caught>> = const { RefCell::new(None) };
+    /// What the hook saw of the panics raised inside them since the outermost
+    /// one began, oldest first.
+    static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
 }
 
-struct Caught {
+/// At most this many panics are remembered per outermost poll: enough for a
+/// panic, a panic in a destructor it runs, and a few the task caught itself.
+const SEEN_MAX: usize = 8;
+
+/// One panic as the hook saw it.
+struct Seen {
+    message: String,
     location: Option<String>,
     backtrace: Option<Backtrace>,
 }
@@ -42,16 +49,19 @@ pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(move |info| {
         let supervised = INSIDE.try_with(Cell::get).unwrap_or(0) > 0;
         if supervised {
-            let backtrace = Backtrace::capture();
-            let caught = Caught {
-                location: info
-                    .location()
-                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
-                backtrace: (backtrace.status() == BacktraceStatus::Captured).then_some(backtrace),
-            };
-            let _ = CAUGHT.try_with(|c| {
-                if let Ok(mut slot) = c.try_borrow_mut() {
-                    *slot = Some(caught);
+            let _ = SEEN.try_with(|seen| {
+                if let Ok(mut seen) = seen.try_borrow_mut() {
+                    if seen.len() < SEEN_MAX {
+                        let backtrace = Backtrace::capture();
+                        seen.push(Seen {
+                            message: panic_message(info.payload()),
+                            location: info
+                                .location()
+                                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                            backtrace: (backtrace.status() == BacktraceStatus::Captured)
+                                .then_some(backtrace),
+                        });
+                    }
                 }
             });
         }
@@ -103,8 +113,22 @@ pub(crate) fn ensure_panic_hook() {
 struct Inside;
 
 impl Inside {
+    /// Entering the outermost supervised poll forgets the panics seen before:
+    /// those were caught elsewhere (by the task itself) and cannot be the one
+    /// that ends this poll.
     fn enter() -> Inside {
-        INSIDE.with(|c| c.set(c.get() + 1));
+        let depth = INSIDE.with(|c| {
+            let depth = c.get();
+            c.set(depth + 1);
+            depth
+        });
+        if depth == 0 {
+            let _ = SEEN.try_with(|seen| {
+                if let Ok(mut seen) = seen.try_borrow_mut() {
+                    seen.clear();
+                }
+            });
+        }
         Inside
     }
 }
@@ -115,18 +139,43 @@ impl Drop for Inside {
     }
 }
 
-/// Turns a caught panic payload into a failure, taking the location the hook
-/// recorded on this thread.
-pub(crate) fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
+/// Turns a caught panic payload into a failure, with the location the hook
+/// recorded for that panic on this thread.
+///
+/// The hook's record is matched by message: the oldest panic seen in this
+/// poll with the payload's message. A payload raised without the hook
+/// (`resume_unwind`) of a message never seen gets no location rather than
+/// another panic's, and a panic in a destructor that runs while the first one
+/// unwinds does not take its place.
+fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
     let message = panic_message(&*payload);
     drop_payload(payload);
-    let caught = CAUGHT.with(|c| c.borrow_mut().take());
+    let seen = SEEN
+        .try_with(|seen| {
+            let mut seen = seen.try_borrow_mut().ok()?;
+            let index = seen.iter().position(|s| s.message == message)?;
+            let found = seen.swap_remove(index);
+            seen.clear();
+            Some(found)
+        })
+        .ok()
+        .flatten();
     let mut failure = Failure::new(FailureKind::Panic, message, attempt);
-    if let Some(caught) = caught {
-        failure.location = caught.location;
-        failure.backtrace = caught.backtrace.map(Arc::new);
+    if let Some(seen) = seen {
+        failure.location = seen.location;
+        failure.backtrace = seen.backtrace.map(Arc::new);
     }
     failure
+}
+
+/// Calls `f` as supervised code: a panic in it becomes a failure of
+/// `attempt`, with its location.
+pub(crate) fn catch_call<T>(attempt: u32, f: impl FnOnce() -> T) -> Result<T, Failure> {
+    let inside = Inside::enter();
+    let result = catch_unwind(AssertUnwindSafe(f));
+    let result = result.map_err(|payload| failure_from_panic(payload, attempt));
+    drop(inside);
+    result
 }
 
 /// The message of a panic payload: the `&str` or `String` it carries, or a note
@@ -154,25 +203,32 @@ fn drop_payload(payload: Box<dyn Any + Send>) {
 pin_project_lite::pin_project! {
     /// A future whose polls catch panics and mark the thread as running
     /// supervised code. The inner future is dropped as soon as it finishes, inside
-    /// the same guard, so a panic in its `Drop` is caught too.
+    /// the same guard, so a panic in its `Drop` is caught too. A panic becomes a
+    /// failure of `attempt`, with its location.
     pub(crate) struct CatchPanic<F> {
         #[pin]
         inner: Option<F>,
+        attempt: u32,
     }
 }
 
 impl<F: Future> CatchPanic<F> {
-    pub(crate) fn new(inner: F) -> Self {
-        CatchPanic { inner: Some(inner) }
+    pub(crate) fn new(inner: F, attempt: u32) -> Self {
+        CatchPanic {
+            inner: Some(inner),
+            attempt,
+        }
     }
 }
 
 impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
+    type Output = Result<F::Output, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let _inside = Inside::enter();
-        let mut inner = self.project().inner;
+        let this = self.project();
+        let attempt = *this.attempt;
+        let mut inner = this.inner;
         let polled = catch_unwind(AssertUnwindSafe(|| match inner.as_mut().as_pin_mut() {
             Some(fut) => fut.poll(cx),
             None => panic!("`CatchPanic` polled after it finished"),
@@ -182,15 +238,16 @@ impl<F: Future> Future for CatchPanic<F> {
             Ok(Poll::Ready(v)) => Ok(v),
             Err(payload) => Err(payload),
         };
-        match (catch_unwind(AssertUnwindSafe(|| inner.set(None))), result) {
-            (Ok(()), result) => Poll::Ready(result),
+        let result = match (catch_unwind(AssertUnwindSafe(|| inner.set(None))), result) {
+            (Ok(()), result) => result,
             // The future finished but its `Drop` panicked: that is the failure.
-            (Err(drop_panic), Ok(_)) => Poll::Ready(Err(drop_panic)),
+            (Err(drop_panic), Ok(_)) => Err(drop_panic),
             // It had already panicked: report the first panic.
             (Err(drop_panic), Err(first)) => {
                 drop_payload(drop_panic);
-                Poll::Ready(Err(first))
+                Err(first)
             }
-        }
+        };
+        Poll::Ready(result.map_err(|payload| failure_from_panic(payload, attempt)))
     }
 }

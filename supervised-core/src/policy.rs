@@ -59,6 +59,9 @@ pub const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(60);
 /// Default time an attempt has to return after cancellation before it is
 /// dropped: 5 s.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// Default length of one poll past which a task is reported as blocking its
+/// worker thread: 1 s.
+pub const DEFAULT_BLOCKING_AFTER: Duration = Duration::from_secs(1);
 
 impl Default for Backoff {
     fn default() -> Self {

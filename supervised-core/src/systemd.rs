@@ -4,10 +4,11 @@
 //! A [`Watchdog`] is a small task that tells systemd how the supervised tasks
 //! are doing, over the `sd_notify` datagram protocol:
 //!
-//! * `READY=1` once every supervised task has beaten at least once (use
-//!   `Type=notify` in the unit);
-//! * `WATCHDOG=1` every `WATCHDOG_USEC / 2`, **only while every task is fresh**
-//!   (not stale, not given up), so that with `WatchdogSec=` systemd restarts a
+//! * `READY=1` once every supervised task has beaten at least once by itself
+//!   (starting is not a heartbeat; tasks declared without heartbeats and
+//!   tasks that have ended are not waited for; use `Type=notify` in the unit);
+//! * `WATCHDOG=1` every `WATCHDOG_USEC / 2`, **only while every task is
+//!   healthy** (not stale, not blocking its thread, not given up), so that with `WatchdogSec=` systemd restarts a
 //!   process whose loops are stuck, which a ping from an independent timer
 //!   would hide;
 //! * `STATUS=` with a one-line summary whenever it changes: `4/4 healthy`, or
@@ -207,9 +208,7 @@ impl View {
     }
 
     fn waiting(&self) -> impl Iterator<Item = &TaskStatus> {
-        self.tasks
-            .iter()
-            .filter(|t| t.last_tick.is_none() && !t.state.is_final())
+        self.tasks.iter().filter(|t| t.awaits_first_beat())
     }
 
     fn all_beaten(&self) -> bool {
@@ -244,8 +243,17 @@ impl View {
             .filter(|t| t.state == TaskState::Failed)
             .map(|t| t.name.as_str())
             .collect();
+        let blocked: Vec<&str> = self
+            .tasks
+            .iter()
+            .filter(|t| t.blocked_for.is_some())
+            .map(|t| t.name.as_str())
+            .collect();
         if !stale.is_empty() {
             let _ = write!(line, "; stale: {}", names(&stale));
+        }
+        if !blocked.is_empty() {
+            let _ = write!(line, "; blocked: {}", names(&blocked));
         }
         if !failed.is_empty() {
             let _ = write!(line, "; failed: {}", names(&failed));

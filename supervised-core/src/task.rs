@@ -5,10 +5,13 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use std::sync::Arc;
+
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
+use crate::registry::{Entry, Registry};
 use crate::run::{Exit, Spec, TaskOutput};
 
 type Attempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
@@ -32,6 +35,7 @@ type Factory = Box<dyn FnMut(Context) -> Attempt + Send + 'static>;
 /// assert_eq!(task.run(CancellationToken::new()).await, Exit::Completed);
 /// # }
 /// ```
+#[must_use = "a `Task` does nothing until it is run or spawned"]
 pub struct Task {
     spec: Spec,
     factory: Factory,
@@ -95,8 +99,22 @@ impl Task {
         self.spec.run(token, self.factory)
     }
 
-    /// [`Task::run`] on a new tokio task.
+    /// [`Task::run`] on a new tokio task. The task is in the registry when
+    /// this returns.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like [`tokio::spawn`].
     pub fn spawn(self, token: CancellationToken) -> JoinHandle<Exit> {
-        tokio::spawn(self.run(token))
+        self.start(token).1
+    }
+
+    /// [`Task::spawn`], also returning the task's registry entry (`None` when
+    /// its name was taken).
+    pub(crate) fn start(
+        self,
+        token: CancellationToken,
+    ) -> (Option<(Registry, Arc<Entry>)>, JoinHandle<Exit>) {
+        self.spec.start(token, self.factory)
     }
 }

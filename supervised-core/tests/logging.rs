@@ -62,7 +62,7 @@ async fn a_failure_is_logged_with_task_attempt_restarts_delay_message_and_locati
         "task=\"logged\"",
         "attempt=1",
         "restarts=0",
-        "next_delay=1s",
+        "next_delay=1.00 s",
         "kind=panic",
         "error=tenant 42 has bad data",
         "location=",

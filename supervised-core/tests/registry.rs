@@ -121,9 +121,14 @@ async fn a_supervised_task_is_registered_and_by_name_beats_reach_it() {
     let status = registry.status("sup").unwrap();
     assert_eq!(status.state, TaskState::Running);
     assert_eq!(status.stale_after, Some(MINUTE));
-    assert!(status.last_tick.is_some());
+    assert!(status.last_tick.is_none(), "it has not beaten: {status:?}");
+    assert!(
+        !status.stale,
+        "not stale before its stale_after: {status:?}"
+    );
     assert!(!registry.forget("sup"), "a live task cannot be forgotten");
 
+    // Never beaten: stale once `stale_after` has passed since it started.
     clock.advance(2 * MINUTE);
     let status = registry.status("sup").unwrap();
     assert!(status.stale && !status.healthy, "{status:?}");

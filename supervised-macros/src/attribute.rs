@@ -439,7 +439,11 @@ fn generate(func: ItemFn, args: &Args, plan: Plan) -> TokenStream {
     } else {
         quote!(_)
     };
-    let spec = spec_calls(args, &pm);
+    let mut spec = spec_calls(args, &pm);
+    if beats == 0 && plan.ctx.is_none() {
+        // Nothing in the fn can beat: readiness must not wait for a beat.
+        spec.extend(quote!(.without_heartbeat()));
+    }
     let output = &plan.output;
     let output_check = quote_spanned!(output.span()=> #pm::attempt::<#output, _>);
     let closure = quote! {

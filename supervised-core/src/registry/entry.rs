@@ -1,0 +1,330 @@
+//! One name in the registry: its heartbeats and, for a supervised task, its
+//! supervision data.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
+use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
+
+/// What a supervised task declares about its health when it registers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) stale_after: Option<Duration>,
+    pub(crate) blocking_after: Duration,
+    pub(crate) expects_heartbeat: bool,
+}
+
+/// Supervision data of an entry; absent for heartbeat-only names.
+#[derive(Debug)]
+pub(crate) struct Supervision {
+    state: AtomicU8,
+    restarts: AtomicU64,
+    attempt: AtomicU32,
+    /// Set by the stall watchdog, which runs on tokio's timer.
+    stale: AtomicBool,
+    settings: Settings,
+    /// Registry-clock stamp of the registration: staleness of a task that
+    /// never beat counts from here.
+    started_mono: u64,
+    panics: AtomicU64,
+    errors: AtomicU64,
+    stalls: AtomicU64,
+    blocked: AtomicU64,
+    /// Boxed: most tasks never fail, and an empty slot costs one word.
+    last_failure: Mutex<Option<Box<Failure>>>,
+}
+
+/// One name in the registry.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// Shared with the registry's map key.
+    pub(super) name: Arc<str>,
+    /// The clock heartbeats stamp.
+    hot: HotClock,
+    /// Monotonic stamp of the last [`Entry::beat`], 0 if none.
+    beat_mono: AtomicU64,
+    /// Monotonic stamp and exact wall time of the last by-name heartbeat.
+    named_mono: AtomicU64,
+    named_wall: AtomicI64,
+    /// Changes on every beat; sampled by the stall watchdog on tokio's timer.
+    beats: AtomicU64,
+    /// The attempt whose `Context` may beat, 0 between attempts. A `Context`
+    /// that outlives its attempt beats nothing.
+    live_attempt: AtomicU32,
+    /// Coarse stamp of the start of the attempt's poll in progress, 0 when it
+    /// is not being polled.
+    poll_started: AtomicU64,
+    /// The `poll_started` of a poll that a status read found blocking; the
+    /// poll logs and counts itself when it ends.
+    blocked_seen: AtomicU64,
+    pub(super) supervision: Option<Supervision>,
+}
+
+impl Entry {
+    pub(super) fn new(name: &str, clock: &Clock, settings: Option<Settings>) -> Self {
+        let supervision = settings.map(|settings| Supervision {
+            state: AtomicU8::new(TaskState::Running.to_u8()),
+            restarts: AtomicU64::new(0),
+            attempt: AtomicU32::new(0),
+            stale: AtomicBool::new(false),
+            settings,
+            started_mono: clock.now_mono(),
+            panics: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            blocked: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        });
+        Entry {
+            name: Arc::from(name),
+            hot: clock.hot(),
+            beat_mono: AtomicU64::new(0),
+            named_mono: AtomicU64::new(0),
+            named_wall: AtomicI64::new(0),
+            beats: AtomicU64::new(0),
+            live_attempt: AtomicU32::new(0),
+            poll_started: AtomicU64::new(0),
+            blocked_seen: AtomicU64::new(0),
+            supervision,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The heartbeat hot path: a coarse clock read and three relaxed atomic
+    /// operations; no lock, no system call. A lost increment under a race
+    /// between two threads beating the same task is harmless: the counter
+    /// still changes, which is all the watchdog looks for.
+    #[inline]
+    fn beat(&self) {
+        let now = self.hot.now();
+        self.beat_mono.store(now, Ordering::Relaxed);
+        let n = self.beats.load(Ordering::Relaxed);
+        self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// A heartbeat through the `Context` of `attempt`: counts only while that
+    /// attempt is the current one (one more relaxed load).
+    #[inline]
+    pub(crate) fn beat_for(&self, attempt: u32) {
+        if self.live_attempt.load(Ordering::Relaxed) == attempt {
+            self.beat();
+        }
+    }
+
+    pub(super) fn beat_named(&self, wall: SystemTime) {
+        let now = self.hot.now();
+        self.named_wall.store(encode_wall(wall), Ordering::Relaxed);
+        self.named_mono.store(now, Ordering::Relaxed);
+        let n = self.beats.load(Ordering::Relaxed);
+        self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    pub(crate) fn beats(&self) -> u64 {
+        self.beats.load(Ordering::Relaxed)
+    }
+
+    /// Monotonic stamp of the latest heartbeat of either kind, 0 if none.
+    fn last_mono(&self) -> u64 {
+        self.beat_mono
+            .load(Ordering::Relaxed)
+            .max(self.named_mono.load(Ordering::Relaxed))
+    }
+
+    pub(super) fn last_tick(&self, clock: &Clock) -> Option<SystemTime> {
+        let beat = self.beat_mono.load(Ordering::Relaxed);
+        let named = self.named_mono.load(Ordering::Relaxed);
+        if named == 0 && beat == 0 {
+            None
+        } else if named >= beat {
+            Some(decode_wall(self.named_wall.load(Ordering::Relaxed)))
+        } else {
+            Some(clock.wall_of(beat))
+        }
+    }
+
+    pub(super) fn age(&self, now_mono: u64) -> Option<Duration> {
+        match self.last_mono() {
+            0 => None,
+            last => Some(Duration::from_nanos(now_mono.saturating_sub(last))),
+        }
+    }
+
+    fn sup(&self) -> &Supervision {
+        self.supervision
+            .as_ref()
+            .expect("runtime calls are only made on supervised entries")
+    }
+
+    pub(crate) fn state(&self) -> Option<TaskState> {
+        self.supervision
+            .as_ref()
+            .map(|s| TaskState::from_u8(s.state.load(Ordering::Acquire)))
+    }
+
+    pub(crate) fn set_state(&self, state: TaskState) {
+        self.sup().state.store(state.to_u8(), Ordering::Release);
+    }
+
+    /// Moves to a final state unless one was already recorded.
+    pub(crate) fn finish(&self, state: TaskState) {
+        let sup = self.sup();
+        self.live_attempt.store(0, Ordering::Relaxed);
+        let mut current = sup.state.load(Ordering::Acquire);
+        while !TaskState::from_u8(current).is_final() {
+            match sup.state.compare_exchange(
+                current,
+                state.to_u8(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        sup.stale.store(false, Ordering::Relaxed);
+    }
+
+    /// Records the start of an attempt. Not a heartbeat: the task has done
+    /// nothing yet.
+    pub(crate) fn start_attempt(&self, attempt: u32) {
+        let sup = self.sup();
+        sup.attempt.store(attempt, Ordering::Relaxed);
+        if attempt > 1 {
+            sup.restarts.fetch_add(1, Ordering::Relaxed);
+        }
+        self.live_attempt.store(attempt, Ordering::Relaxed);
+        self.set_state(TaskState::Running);
+    }
+
+    /// The attempt is over: its `Context` no longer beats.
+    pub(crate) fn end_attempt(&self) {
+        self.live_attempt.store(0, Ordering::Relaxed);
+    }
+
+    pub(crate) fn restarts(&self) -> u64 {
+        self.sup().restarts.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_stale(&self, stale: bool) {
+        self.sup().stale.store(stale, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_failure(&self, failure: &Failure) {
+        let sup = self.sup();
+        let counter = match failure.kind {
+            FailureKind::Panic => &sup.panics,
+            FailureKind::Error => &sup.errors,
+            FailureKind::Stalled => &sup.stalls,
+            FailureKind::NameTaken => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        *lock(&sup.last_failure) = Some(Box::new(failure.clone()));
+    }
+
+    /// Called before each poll of the attempt: one coarse clock read and one
+    /// relaxed store. Returns the stamp for [`Entry::poll_end`].
+    #[inline]
+    pub(crate) fn poll_begin(&self) -> u64 {
+        let now = self.hot.now();
+        self.poll_started.store(now, Ordering::Relaxed);
+        now
+    }
+
+    /// Called after each poll of the attempt: one relaxed store and one
+    /// relaxed load; a poll that a status read saw blocking is then logged
+    /// and counted.
+    #[inline]
+    pub(crate) fn poll_end(&self, started: u64) {
+        self.poll_started.store(0, Ordering::Relaxed);
+        if self.blocked_seen.load(Ordering::Relaxed) == started {
+            self.blocked_poll_ended(started);
+        }
+    }
+
+    #[cold]
+    fn blocked_poll_ended(&self, started: u64) {
+        self.blocked_seen.store(0, Ordering::Relaxed);
+        let took = Duration::from_nanos(self.hot.now().saturating_sub(started));
+        if let Some(sup) = &self.supervision {
+            sup.blocked.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                task = %self.name,
+                attempt = sup.attempt.load(Ordering::Relaxed),
+                blocked_for = %crate::format::Secs(took),
+                blocking_after = %crate::format::Secs(sup.settings.blocking_after),
+                "supervised task blocked its worker thread: one poll ran for {}",
+                crate::format::Secs(took),
+            );
+        }
+    }
+
+    /// How long the poll in progress has run, when longer than `threshold`;
+    /// marks it so that it reports itself when it ends.
+    fn blocked_for(&self, now_mono: u64, threshold: Duration) -> Option<Duration> {
+        let started = self.poll_started.load(Ordering::Relaxed);
+        if started == 0 {
+            return None;
+        }
+        let running = Duration::from_nanos(now_mono.saturating_sub(started));
+        if running <= threshold {
+            return None;
+        }
+        if self.blocked_seen.load(Ordering::Relaxed) != started {
+            self.blocked_seen.store(started, Ordering::Relaxed);
+        }
+        Some(running)
+    }
+
+    /// Looks at the poll in progress on behalf of the stall watchdog.
+    pub(crate) fn check_blocked(&self) {
+        if let Some(sup) = &self.supervision {
+            self.blocked_for(self.hot.now(), sup.settings.blocking_after);
+        }
+    }
+
+    pub(super) fn status(&self, clock: &Clock, now_mono: u64) -> Option<TaskStatus> {
+        let sup = self.supervision.as_ref()?;
+        let state = TaskState::from_u8(sup.state.load(Ordering::Acquire));
+        let since_last_tick = self.age(now_mono);
+        let quiet = since_last_tick
+            .unwrap_or_else(|| Duration::from_nanos(now_mono.saturating_sub(sup.started_mono)));
+        let late = sup.settings.stale_after.is_some_and(|limit| quiet > limit);
+        let stale = !state.is_final() && (sup.stale.load(Ordering::Relaxed) || late);
+        let blocked_for = if state.is_final() {
+            None
+        } else {
+            self.blocked_for(now_mono, sup.settings.blocking_after)
+        };
+        Some(TaskStatus {
+            name: self.name.to_string(),
+            state,
+            restarts: sup.restarts.load(Ordering::Relaxed),
+            attempt: sup.attempt.load(Ordering::Relaxed),
+            last_tick: self.last_tick(clock),
+            since_last_tick,
+            stale_after: sup.settings.stale_after,
+            stale,
+            blocked_for,
+            expects_heartbeat: sup.settings.expects_heartbeat,
+            healthy: !stale && blocked_for.is_none() && state != TaskState::Failed,
+            failures: FailureCounts {
+                panics: sup.panics.load(Ordering::Relaxed),
+                errors: sup.errors.load(Ordering::Relaxed),
+                stalls: sup.stalls.load(Ordering::Relaxed),
+                blocked: sup.blocked.load(Ordering::Relaxed),
+            },
+            last_failure: lock(&sup.last_failure).as_deref().cloned(),
+        })
+    }
+}
+
+/// Locks a mutex, ignoring poisoning: every value kept under these locks is
+/// valid after any panic.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,197 @@
+//! After an attempt: record how it ended and decide between a restart after a
+//! delay and the end of the task.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Exit, GaveUp, Spec};
+use crate::format::Secs;
+use crate::policy::{Jitter, RestartPolicy, Rng};
+use crate::registry::{Entry, Failure, FailureKind, TaskState};
+
+/// How one attempt ended.
+pub(super) enum Ending {
+    Clean,
+    Failed(Failure),
+    /// Cancelled; with the failure the attempt ended with during its grace,
+    /// if it failed then.
+    Cancelled(Option<Failure>),
+}
+
+/// What the restart decisions remember between attempts.
+pub(super) struct Streak {
+    /// Restarts since the delay was last reset.
+    length: u32,
+    rng: Option<Rng>,
+    /// When the restarts (attempt starts after the first) inside the limit's
+    /// window happened; kept only with a restart limit.
+    restarts: Option<VecDeque<Instant>>,
+}
+
+impl Streak {
+    pub(super) fn new(spec: &Spec) -> Self {
+        Streak {
+            length: 0,
+            rng: (spec.backoff.jitter != Jitter::None).then(Rng::from_entropy),
+            restarts: spec.limit.map(|_| VecDeque::new()),
+        }
+    }
+
+    /// Attempt `attempt` starts now.
+    pub(super) fn started(&mut self, attempt: u32) {
+        if let (Some(restarts), true) = (self.restarts.as_mut(), attempt > 1) {
+            restarts.push_back(Instant::now());
+        }
+    }
+}
+
+/// Records the attempt's failure, if any, and decides between a restart after
+/// a delay (`Ok`) and the end of the task (`Err`). A plain fn, so that nothing
+/// it uses is kept in the supervisor's future across the backoff.
+pub(super) fn decide(
+    spec: &Spec,
+    cancelled: bool,
+    entry: &Entry,
+    ending: Ending,
+    started: Instant,
+    attempt: u32,
+    streak: &mut Streak,
+) -> Result<Duration, Exit> {
+    let name = spec.name.as_str();
+    // Every failure is counted and kept, also one that races cancellation.
+    let failure = match ending {
+        Ending::Clean => None,
+        Ending::Failed(failure) | Ending::Cancelled(Some(failure)) => {
+            entry.record_failure(&failure);
+            Some(failure)
+        }
+        Ending::Cancelled(None) => None,
+    };
+    if cancelled {
+        if let Some(failure) = &failure {
+            log_failure(name, failure, entry.restarts(), Next::Cancelled);
+        }
+        return Err(finish(entry, Exit::Cancelled));
+    }
+    if failure.is_none() && spec.restart != RestartPolicy::Always {
+        tracing::debug!(task = name, attempt, "supervised task completed");
+        return Err(finish(entry, Exit::Completed));
+    }
+    if started.elapsed() >= spec.backoff.reset_after {
+        streak.length = 0;
+    }
+    let delay = match streak.rng.as_mut() {
+        Some(rng) => spec.backoff.jittered_delay(streak.length, rng.next_u64()),
+        None => spec.backoff.delay(streak.length),
+    };
+
+    let give_up = match (&failure, spec.restart) {
+        (Some(_), RestartPolicy::Never) => Some(GaveUp::NoRestart),
+        _ => limit_reached(spec, streak, Instant::now() + delay),
+    };
+    if let Some(reason) = give_up {
+        let failure = failure.unwrap_or_else(|| {
+            Failure::new(
+                FailureKind::Error,
+                "returned cleanly too often under restart policy `always`".to_owned(),
+                attempt,
+            )
+        });
+        log_failure(name, &failure, entry.restarts(), Next::GiveUp(&reason));
+        if let Some(parent) = &spec.escalate {
+            parent.cancel();
+        }
+        return Err(finish(entry, Exit::Failed { reason, failure }));
+    }
+
+    streak.length = streak.length.saturating_add(1);
+    match &failure {
+        Some(failure) => log_failure(name, failure, entry.restarts(), Next::Restart(delay)),
+        None => tracing::info!(
+            task = name,
+            attempt,
+            next_delay = %Secs(delay),
+            "supervised task returned; restarting (policy `always`)"
+        ),
+    }
+    Ok(delay)
+}
+
+/// Would a restart at `next_start` make more than `max_restarts` restarts
+/// (attempt starts) within one window of length `within`?
+fn limit_reached(spec: &Spec, streak: &mut Streak, next_start: Instant) -> Option<GaveUp> {
+    let limit = spec.limit?;
+    let restarts = streak.restarts.as_mut()?;
+    while restarts
+        .front()
+        .is_some_and(|t| next_start.duration_since(*t) >= limit.within)
+    {
+        restarts.pop_front();
+    }
+    (restarts.len() >= limit.max_restarts as usize).then_some(GaveUp::RestartLimit {
+        max_restarts: limit.max_restarts,
+        within: limit.within,
+    })
+}
+
+pub(super) fn finish(entry: &Entry, exit: Exit) -> Exit {
+    let state = match &exit {
+        Exit::Completed => TaskState::Completed,
+        Exit::Cancelled | Exit::Abandoned => TaskState::Cancelled,
+        Exit::Failed { .. } => TaskState::Failed,
+    };
+    entry.finish(state);
+    exit
+}
+
+/// What follows a failure.
+enum Next<'a> {
+    Restart(Duration),
+    GiveUp(&'a GaveUp),
+    Cancelled,
+}
+
+fn log_failure(name: &str, failure: &Failure, restarts: u64, next: Next<'_>) {
+    let location = failure.location.as_deref();
+    // Displayed, not debug-escaped: a backtrace is read line by line.
+    let backtrace = failure
+        .backtrace
+        .as_ref()
+        .map(|b| tracing::field::display(b.as_ref()));
+    match next {
+        Next::Restart(delay) => tracing::error!(
+            task = name,
+            attempt = failure.attempt,
+            restarts,
+            next_delay = %Secs(delay),
+            kind = %failure.kind,
+            location,
+            error = %failure.message,
+            backtrace,
+            "supervised task failed; restarting after backoff"
+        ),
+        Next::GiveUp(reason) => tracing::error!(
+            task = name,
+            attempt = failure.attempt,
+            restarts,
+            kind = %failure.kind,
+            location,
+            error = %failure.message,
+            backtrace,
+            gave_up = %reason,
+            "supervised task failed; giving up"
+        ),
+        Next::Cancelled => tracing::error!(
+            task = name,
+            attempt = failure.attempt,
+            restarts,
+            kind = %failure.kind,
+            location,
+            error = %failure.message,
+            backtrace,
+            "supervised task failed while it was being cancelled; not restarting"
+        ),
+    }
+}

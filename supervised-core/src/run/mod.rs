@@ -1,0 +1,460 @@
+//! The supervision loop: run an attempt, catch how it ends, wait, run again.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::policy::{
+    Backoff, Jitter, OnStale, RestartLimit, RestartPolicy, DEFAULT_BLOCKING_AFTER, DEFAULT_GRACE,
+};
+use crate::registry::{Entry, Failure, Registry, Settings};
+
+mod decide;
+mod stall;
+mod supervise;
+
+use supervise::{register, supervise};
+
+/// What a supervised fn may return: `()` or `Result<(), E>` with `E: Display`.
+///
+/// `Ok(())` and `()` are clean returns; `Err(e)` is a failure whose message is
+/// `e` rendered with `{:#}` (which for `anyhow::Error` includes its causes).
+pub trait TaskOutput: Send + 'static {
+    /// `Ok` for a clean return, `Err(message)` for a failure.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl TaskOutput for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> TaskOutput for Result<(), E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// How a supervised task ended.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq)]
+pub enum Exit {
+    /// The task returned cleanly and its policy does not restart it.
+    Completed,
+    /// The task was cancelled through its token, and its last attempt and
+    /// that attempt's children have been dropped.
+    Cancelled,
+    /// [`Group::shutdown`](crate::Group::shutdown) stopped waiting for the task:
+    /// its attempt was not dropped within the group's grace (it is typically
+    /// blocked in a synchronous call). The attempt has been aborted and the
+    /// registry shows the task as [`Stopping`](crate::TaskState::Stopping) until
+    /// it is dropped, then as [`Cancelled`](crate::TaskState::Cancelled).
+    Abandoned,
+    /// The task gave up.
+    #[non_exhaustive]
+    Failed {
+        /// Why it gave up.
+        reason: GaveUp,
+        /// The failure that ended it.
+        failure: Failure,
+    },
+}
+
+impl Exit {
+    /// `true` for [`Exit::Completed`].
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Exit::Completed)
+    }
+
+    /// `true` for [`Exit::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Exit::Cancelled)
+    }
+
+    /// `true` for [`Exit::Failed`].
+    pub fn is_failed(&self) -> bool {
+        matches!(self, Exit::Failed { .. })
+    }
+
+    /// `true` for [`Exit::Abandoned`].
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self, Exit::Abandoned)
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Completed => f.write_str("completed"),
+            Exit::Cancelled => f.write_str("cancelled"),
+            Exit::Abandoned => f.write_str("abandoned: not dropped within the shutdown grace"),
+            Exit::Failed { reason, failure } => write!(f, "failed ({reason}): {failure}"),
+        }
+    }
+}
+
+/// Why a task stopped restarting.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaveUp {
+    /// Its policy is [`RestartPolicy::Never`].
+    NoRestart,
+    /// It would have needed more than `max_restarts` restarts within `within`.
+    RestartLimit {
+        /// The limit that was hit.
+        max_restarts: u32,
+        /// Its window.
+        within: Duration,
+    },
+    /// It never ran: a live task holds its name.
+    NameTaken,
+}
+
+impl fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GaveUp::NoRestart => f.write_str("restart policy is `never`"),
+            GaveUp::RestartLimit {
+                max_restarts,
+                within,
+            } => write!(f, "more than {max_restarts} restarts within {within:?}"),
+            GaveUp::NameTaken => f.write_str("name held by a live task"),
+        }
+    }
+}
+
+/// A supervised task's name and policy: the configurable form of
+/// [`run_with_recover`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use supervised_core::{CancellationToken, Context, RestartPolicy, Spec};
+///
+/// # async fn demo() {
+/// let token = CancellationToken::new();
+/// let exit = Spec::new("relay")
+///     .backoff_initial(Duration::from_millis(200))
+///     .backoff_max(Duration::from_secs(10))
+///     .max_restarts(5, Duration::from_secs(60))
+///     .stale_after(Duration::from_secs(30))
+///     .run(token, |ctx: Context| async move {
+///         while !ctx.is_cancelled() {
+///             ctx.heartbeat();
+///             tokio::time::sleep(Duration::from_secs(1)).await;
+///         }
+///     })
+///     .await;
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Spec {
+    name: String,
+    backoff: Backoff,
+    restart: RestartPolicy,
+    limit: Option<RestartLimit>,
+    escalate: Option<CancellationToken>,
+    stale_after: Option<Duration>,
+    on_stale: OnStale,
+    grace: Duration,
+    blocking_after: Duration,
+    expects_heartbeat: bool,
+    registry: Option<Registry>,
+}
+
+impl Spec {
+    /// A task named `name` with the default policy: exponential backoff from 1 s
+    /// to 30 s without jitter, reset after 60 s of running, restart on failure
+    /// only, no restart limit, no staleness threshold, 5 s cancellation grace, the
+    /// process-wide registry.
+    pub fn new(name: impl Into<String>) -> Self {
+        Spec {
+            name: name.into(),
+            backoff: Backoff::default(),
+            restart: RestartPolicy::OnFailure,
+            limit: None,
+            escalate: None,
+            stale_after: None,
+            on_stale: OnStale::Report,
+            grace: DEFAULT_GRACE,
+            blocking_after: DEFAULT_BLOCKING_AFTER,
+            expects_heartbeat: true,
+            registry: None,
+        }
+    }
+
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Changes the task's name, e.g. to run one supervised fn twice.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Replaces the whole backoff policy.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The first restart delay (default 1 s).
+    pub fn backoff_initial(mut self, initial: Duration) -> Self {
+        self.backoff.initial = initial;
+        self
+    }
+
+    /// The largest restart delay (default 30 s).
+    pub fn backoff_max(mut self, max: Duration) -> Self {
+        self.backoff.max = max;
+        self
+    }
+
+    /// Randomises delays (default [`Jitter::None`]).
+    pub fn jitter(mut self, jitter: Jitter) -> Self {
+        self.backoff.jitter = jitter;
+        self
+    }
+
+    /// An attempt that runs at least this long resets the delay to its initial
+    /// value (default 60 s).
+    pub fn reset_after(mut self, reset_after: Duration) -> Self {
+        self.backoff.reset_after = reset_after;
+        self
+    }
+
+    /// Which endings restart the task (default [`RestartPolicy::OnFailure`]).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// Gives up with [`Exit::Failed`] when the task would need more than
+    /// `max_restarts` restarts within any window of `within`.
+    pub fn max_restarts(mut self, max_restarts: u32, within: Duration) -> Self {
+        self.limit = Some(RestartLimit {
+            max_restarts,
+            within,
+        });
+        self
+    }
+
+    /// When the task gives up (restart limit or [`RestartPolicy::Never`]), also
+    /// cancel `parent`, typically the whole service's token, so that the process
+    /// stops and its orchestrator restarts it.
+    pub fn escalate_to(mut self, parent: CancellationToken) -> Self {
+        self.escalate = Some(parent);
+        self
+    }
+
+    /// The task is stale when it has gone longer than this without a
+    /// heartbeat: counted from its last heartbeat, or from when it started if
+    /// it never beat, in every state until it ends (running, backing off,
+    /// stopping). A task that fails every attempt before it beats is
+    /// therefore stale after `stale_after`.
+    ///
+    /// A stall watchdog on tokio's timer checks every `stale_after / 10` for
+    /// the task's whole life, so staleness is also seen on tokio's paused
+    /// clock; status reads also compare the last heartbeat with the registry's
+    /// clock, so it is also seen while the task's runtime is blocked.
+    pub fn stale_after(mut self, stale_after: Duration) -> Self {
+        self.stale_after = Some(stale_after);
+        self
+    }
+
+    /// What the watchdog does with a stale task (default [`OnStale::Report`]).
+    /// Has no effect without [`Spec::stale_after`].
+    pub fn on_stale(mut self, on_stale: OnStale) -> Self {
+        self.on_stale = on_stale;
+        self
+    }
+
+    /// How long an attempt has to return after cancellation before it is
+    /// aborted (default 5 s). The task ends only once the aborted attempt and
+    /// its children have been dropped.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// One poll of an attempt that runs longer than this blocks its worker
+    /// thread (a synchronous call, a CPU loop without `.await`); the task's
+    /// status then shows [`TaskStatus::blocked_for`](crate::TaskStatus::blocked_for)
+    /// and is unhealthy until the poll returns (default 1 s). Such a poll is
+    /// logged at WARN with its duration when it returns, and counted in
+    /// [`FailureCounts::blocked`](crate::FailureCounts::blocked), once a status
+    /// read or the task's stall watchdog has seen it.
+    ///
+    /// Pass [`Duration::MAX`] to never report blocking.
+    pub fn blocking_after(mut self, blocking_after: Duration) -> Self {
+        self.blocking_after = blocking_after;
+        self
+    }
+
+    /// Declares that the task never beats: it has no loop that beats and
+    /// no [`Context`] to call [`Context::heartbeat`] on. Readiness (the
+    /// `/readyz` probe, systemd's `READY=1`) then does not wait for a first
+    /// beat that can never come. Its health by name
+    /// ([`Registry::is_healthy`]) still says stale, since it never beats, and
+    /// with [`Spec::stale_after`] it becomes stale like any silent task.
+    ///
+    /// `#[supervised]` sets this on fns that have no heartbeat site.
+    pub fn without_heartbeat(mut self) -> Self {
+        self.expects_heartbeat = false;
+        self
+    }
+
+    /// `false` after [`Spec::without_heartbeat`].
+    pub fn expects_heartbeat(&self) -> bool {
+        self.expects_heartbeat
+    }
+
+    /// The threshold set with [`Spec::blocking_after`].
+    pub fn get_blocking_after(&self) -> Duration {
+        self.blocking_after
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            stale_after: self.stale_after,
+            blocking_after: self.blocking_after,
+            expects_heartbeat: self.expects_heartbeat,
+        }
+    }
+
+    /// Records the task in `registry` instead of the process-wide one.
+    pub fn registry(mut self, registry: &Registry) -> Self {
+        self.registry = Some(registry.clone());
+        self
+    }
+
+    /// The staleness threshold, if any.
+    pub fn get_stale_after(&self) -> Option<Duration> {
+        self.stale_after
+    }
+
+    /// The cancellation grace.
+    pub fn get_grace(&self) -> Duration {
+        self.grace
+    }
+
+    /// The registry named with [`Spec::registry`], if any.
+    pub fn get_registry(&self) -> Option<&Registry> {
+        self.registry.as_ref()
+    }
+
+    /// Supervises `f`: runs `f(ctx)`, and after each ending applies the policy,
+    /// until the task completes, is cancelled or gives up.
+    ///
+    /// The task watches a child of `token` ([`Context::token`]): cancelling
+    /// `token` stops it, and the task cancelling its own token stops only it.
+    /// A panic in `f` itself (not only in the future it returns) is a failure
+    /// of that attempt. Two attempts never overlap: the next one, `f`'s call
+    /// included, starts only after the previous attempt's future and its
+    /// children have been dropped, and the returned future resolves only after
+    /// that too.
+    ///
+    /// Each attempt runs as its own tokio task, so the returned future must be
+    /// polled inside a tokio runtime. Dropping the returned future aborts the
+    /// attempt and its children; the task is recorded as
+    /// [`TaskState::Cancelled`] once they are dropped.
+    #[allow(clippy::manual_async_fn)] // `Send + 'static` is part of the contract
+    pub fn run<F, Fut>(
+        self,
+        token: CancellationToken,
+        f: F,
+    ) -> impl Future<Output = Exit> + Send + 'static
+    where
+        F: FnMut(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        async move {
+            match register(&self) {
+                Ok((_, entry)) => supervise(self, token, entry, f).await,
+                Err(exit) => exit,
+            }
+        }
+    }
+
+    /// [`Spec::run`] on a new tokio task. The task is in the registry when
+    /// this returns.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like [`tokio::spawn`].
+    pub fn spawn<F, Fut>(self, token: CancellationToken, f: F) -> JoinHandle<Exit>
+    where
+        F: FnMut(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        self.start(token, f).1
+    }
+
+    /// Registers the task now and supervises it on a new tokio task; also
+    /// returns its registry and entry, `None` when the name was taken.
+    pub(crate) fn start<F, Fut>(
+        self,
+        token: CancellationToken,
+        f: F,
+    ) -> (Option<(Registry, Arc<Entry>)>, JoinHandle<Exit>)
+    where
+        F: FnMut(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        // Fails before anything is registered when there is no runtime.
+        let runtime = tokio::runtime::Handle::current();
+        match register(&self) {
+            Ok((registry, entry)) => {
+                let handle = runtime.spawn(supervise(self, token, entry.clone(), f));
+                (Some((registry, entry)), handle)
+            }
+            Err(exit) => (None, runtime.spawn(std::future::ready(exit))),
+        }
+    }
+}
+
+/// Supervises `f` under `name` with the default policy ([`Spec::new`]): the Go
+/// `RunWithRecover`.
+///
+/// A panic or an `Err` is logged and `f` runs again after 1 s, 2 s, 4 s ... up to
+/// 30 s; a clean return ends the task with [`Exit::Completed`]; cancelling
+/// `token` ends it with [`Exit::Cancelled`], at once during a backoff (after
+/// the attempt's grace while it runs).
+///
+/// ```no_run
+/// use supervised_core::{run_with_recover, CancellationToken, Context};
+///
+/// # async fn demo() {
+/// let token = CancellationToken::new();
+/// let handle = tokio::spawn(run_with_recover(token.clone(), "sweep", |ctx: Context| async move {
+///     while !ctx.is_cancelled() {
+///         ctx.heartbeat();
+///         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+///     }
+/// }));
+/// token.cancel();
+/// assert!(handle.await.unwrap().is_cancelled());
+/// # }
+/// ```
+pub fn run_with_recover<F, Fut>(
+    token: CancellationToken,
+    name: impl Into<String>,
+    f: F,
+) -> impl Future<Output = Exit> + Send + 'static
+where
+    F: FnMut(Context) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    Spec::new(name).run(token, f)
+}

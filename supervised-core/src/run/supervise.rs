@@ -1,0 +1,302 @@
+//! The supervisor: runs one attempt at a time, waits for each to be dropped,
+//! and applies the policy between them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{decide, finish, Ending, Streak};
+use super::stall::{watchdog, Stall};
+use super::{Exit, GaveUp, Spec, TaskOutput};
+use crate::context::{Context, Scope};
+use crate::format::Secs;
+use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
+use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
+
+/// Registers the task under its name, or explains why it cannot run.
+pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
+    ensure_panic_hook();
+    let registry = spec
+        .registry
+        .clone()
+        .unwrap_or_else(|| Registry::global().clone());
+    match registry.register(&spec.name, spec.settings()) {
+        Ok(entry) => Ok((registry, entry)),
+        Err(_) => {
+            let failure = Failure::new(
+                FailureKind::NameTaken,
+                format!("a live task is already named `{}`", spec.name),
+                0,
+            );
+            tracing::error!(task = %spec.name, "supervised task not started: {}", failure.message);
+            if let Some(parent) = &spec.escalate {
+                parent.cancel();
+            }
+            Err(Exit::Failed {
+                reason: GaveUp::NameTaken,
+                failure,
+            })
+        }
+    }
+}
+
+type AttemptHandle = JoinHandle<Result<(), Failure>>;
+
+/// Aborts the attempt if the supervisor is dropped; the task is recorded as
+/// cancelled once the attempt and its children are dropped.
+struct Guard {
+    entry: Arc<Entry>,
+    attempt: Option<AttemptHandle>,
+    scope: Option<Arc<Scope>>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(handle) = self.attempt.take() {
+            handle.abort();
+        }
+        let Some(scope) = self.scope.take() else {
+            self.entry.finish(TaskState::Cancelled);
+            return;
+        };
+        self.entry.end_attempt();
+        scope.close();
+        if scope.is_dropped() {
+            self.entry.finish(TaskState::Cancelled);
+            return;
+        }
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime,
+            Err(_) => {
+                self.entry.finish(TaskState::Cancelled);
+                return;
+            }
+        };
+        self.entry.set_state(TaskState::Stopping);
+        // Also records the end when the runtime drops this instead of running it.
+        let finish = FinishOnDrop(self.entry.clone());
+        drop(runtime.spawn(async move {
+            let _finish = finish;
+            scope.dropped().await;
+        }));
+    }
+}
+
+struct FinishOnDrop(Arc<Entry>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        self.0.finish(TaskState::Cancelled);
+    }
+}
+
+/// Supervises a registered task until it completes, is cancelled or gives up.
+pub(super) async fn supervise<F, Fut>(
+    spec: Spec,
+    token: CancellationToken,
+    entry: Arc<Entry>,
+    f: F,
+) -> Exit
+where
+    F: FnMut(Context) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    // The task's own token: cancelling it stops this task, not its siblings.
+    let token = token.child_token();
+    let mut guard = Guard {
+        entry: entry.clone(),
+        attempt: None,
+        scope: None,
+    };
+    let stall = Stall::default();
+    let run = run(&spec, &token, &entry, &mut guard, &stall, f);
+    match spec.stale_after {
+        Some(stale_after) => {
+            // On the heap, and only for tasks that have one: this future's size
+            // is memory every supervised task pays for.
+            let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, &stall));
+            tokio::select! {
+                biased;
+                exit = run => exit,
+                never = watchdog => match never {},
+            }
+        }
+        None => run.await,
+    }
+}
+
+async fn run<F, Fut>(
+    spec: &Spec,
+    token: &CancellationToken,
+    entry: &Arc<Entry>,
+    guard: &mut Guard,
+    stall: &Stall,
+    mut f: F,
+) -> Exit
+where
+    F: FnMut(Context) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    let mut attempt: u32 = 0;
+    let mut streak = Streak::new(spec);
+    loop {
+        if token.is_cancelled() {
+            return finish(entry, Exit::Cancelled);
+        }
+        attempt = attempt.saturating_add(1);
+        streak.started(attempt);
+        entry.start_attempt(attempt);
+        stall.begin(attempt);
+        tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
+        let started = Instant::now();
+
+        let scope = Arc::new(Scope::default());
+        guard.scope = Some(scope.clone());
+        let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
+        // The factory is supervised code too: a panic in it fails this attempt.
+        let ending = match catch_call(attempt, || f(ctx)) {
+            Ok(fut) => {
+                let attempt_fut = scope.tracker.track_future(Timed {
+                    entry: entry.clone(),
+                    inner: CatchPanic::new(
+                        async move {
+                            fut.await.into_outcome().map_err(|message| {
+                                Failure::new(FailureKind::Error, message, attempt)
+                            })
+                        },
+                        attempt,
+                    ),
+                });
+                guard.attempt = Some(tokio::spawn(attempt_fut));
+                watch_attempt(spec, token, guard, &scope, stall, attempt).await
+            }
+            Err(failure) => Ending::Failed(failure),
+        };
+        stall.end();
+        stop_attempt(entry, guard, &scope).await;
+
+        let delay = match decide(
+            spec,
+            token.is_cancelled(),
+            entry,
+            ending,
+            started,
+            attempt,
+            &mut streak,
+        ) {
+            Ok(delay) => delay,
+            Err(exit) => return exit,
+        };
+        entry.set_state(TaskState::BackingOff);
+        // A zero delay restarts at once: a timer would round it up to the
+        // timer wheel's 1 ms granularity.
+        if !delay.is_zero() {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => return finish(entry, Exit::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// Aborts the attempt (a no-op when it has ended) and its children, and waits
+/// until all of them are dropped, as [`TaskState::Stopping`] meanwhile.
+async fn stop_attempt(entry: &Entry, guard: &mut Guard, scope: &Scope) {
+    if let Some(handle) = guard.attempt.take() {
+        handle.abort();
+    }
+    entry.end_attempt();
+    scope.close();
+    if !scope.is_dropped() {
+        entry.set_state(TaskState::Stopping);
+        scope.dropped().await;
+    }
+    guard.scope = None;
+}
+
+/// Waits for the attempt to end, a child to panic, the watchdog to find it
+/// stalled, or cancellation (then at most the grace period).
+async fn watch_attempt(
+    spec: &Spec,
+    token: &CancellationToken,
+    guard: &mut Guard,
+    scope: &Scope,
+    stall: &Stall,
+    attempt: u32,
+) -> Ending {
+    let handle = guard.attempt.as_mut().expect("attempt was just spawned");
+    let ending = tokio::select! {
+        biased;
+        joined = &mut *handle => Some(from_join(joined, attempt)),
+        failure = scope.first_child_failure() => Some(Ending::Failed(failure)),
+        failure = stall.stalled() => Some(Ending::Failed(failure)),
+        _ = token.cancelled() => None,
+    };
+    if let Some(ending) = ending {
+        return ending;
+    }
+    // Cancelled: give the attempt its grace to return.
+    match tokio::time::timeout(spec.grace, &mut *handle).await {
+        Ok(joined) => match from_join(joined, attempt) {
+            Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
+            _ => Ending::Cancelled(None),
+        },
+        Err(_) => {
+            tracing::warn!(
+                task = %spec.name,
+                attempt,
+                grace = %Secs(spec.grace),
+                "supervised task did not stop within its grace period; aborting it"
+            );
+            Ending::Cancelled(None)
+        }
+    }
+}
+
+fn from_join(joined: Result<Result<(), Failure>, tokio::task::JoinError>, attempt: u32) -> Ending {
+    match joined {
+        Ok(Ok(())) => Ending::Clean,
+        Ok(Err(failure)) => Ending::Failed(failure),
+        // The attempt task was aborted or its runtime is shutting down.
+        Err(e) if e.is_cancelled() => Ending::Cancelled(None),
+        Err(e) => Ending::Failed(Failure::new(
+            FailureKind::Panic,
+            format!("attempt task failed: {e}"),
+            attempt,
+        )),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The attempt's future, with each poll's start stamped in its entry so
+    /// that a status read can tell a poll that blocks its thread.
+    struct Timed<F> {
+        entry: Arc<Entry>,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> Future for Timed<F>
+where
+    F: Future<Output = Result<Result<(), Failure>, Failure>>,
+{
+    type Output = Result<(), Failure>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let started = this.entry.poll_begin();
+        let polled = this.inner.poll(cx);
+        this.entry.poll_end(started);
+        polled.map(|result| result.and_then(|outcome| outcome))
+    }
+}
