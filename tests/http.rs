@@ -257,6 +257,46 @@ async fn probes_when_healthy() {
 }
 
 #[tokio::test]
+async fn readiness_waits_for_a_real_first_beat_but_not_for_a_task_without_heartbeats() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    // Started, but it has not beaten: starting is not a heartbeat.
+    let silent = Spec::new("silent").registry(&f.registry).spawn(
+        f.stop.clone(),
+        |ctx: Context| async move {
+            ctx.cancelled().await;
+        },
+    );
+    // Declared without heartbeats: nothing to wait for.
+    let oneshot = Spec::new("oneshot")
+        .registry(&f.registry)
+        .without_heartbeat()
+        .spawn(f.stop.clone(), |ctx: Context| async move {
+            ctx.cancelled().await;
+        });
+    let server = Server::start(f.with_token()).await;
+
+    assert_text(&server.get("/livez").await, 200, "ok");
+    let reply = server.get_with_token("/readyz?verbose", TOKEN).await;
+    assert_text(
+        &reply,
+        503,
+        "[+]oneshot ok\n[+]relay ok\n[-]silent failed: not started: no heartbeat yet\n\
+         [+]shutdown ok\nreadyz check failed\n",
+    );
+    let health = server.get_with_token("/health", TOKEN).await.json();
+    assert_eq!(health["checks"]["silent:heartbeat"][0]["status"], "warn");
+    assert_eq!(health["checks"]["oneshot:heartbeat"][0]["status"], "pass");
+    let doc = server.get_with_token("/admin/liveness", TOKEN).await.json();
+    assert!(doc["subsystems"]["silent"]["last_tick_at"].is_null());
+    assert_eq!(doc["subsystems"]["oneshot"]["expects_heartbeat"], false);
+
+    f.stop.cancel();
+    silent.await.unwrap();
+    oneshot.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn probes_when_a_task_is_stale() {
     let f = Fixture::new(&[("relay", None), ("scheduler", Some(10))]).await;
     f.clock.advance(Duration::from_secs(11));

@@ -614,3 +614,19 @@ async fn grace_bounds_the_wait_for_a_task_that_ignores_cancellation() {
     assert_eq!(h_default.await.unwrap(), Exit::Cancelled);
     assert_eq!(t0.elapsed(), Duration::from_secs(5));
 }
+
+#[test]
+fn a_fn_with_no_heartbeat_site_is_marked_heartbeat_less() {
+    // No loop the attribute instruments and no usable `Context`: readiness
+    // must not wait for a beat that can never come.
+    assert!(!no_context(Arc::default()).spec().expects_heartbeat());
+    assert!(!wildcard_context().spec().expects_heartbeat());
+    assert!(!manual_loop().spec().expects_heartbeat());
+    assert!(!nested::public_task().spec().expects_heartbeat());
+    // An instrumented loop, or a `Context` to call `heartbeat` on.
+    assert!(ticks_every_second().spec().expects_heartbeat());
+    assert!(beating_loop().spec().expects_heartbeat());
+    assert!(context_in_the_middle(1, String::new(), Arc::default())
+        .spec()
+        .expects_heartbeat());
+}

@@ -440,7 +440,11 @@ fn generate(func: ItemFn, args: &Args, plan: Plan) -> TokenStream {
         quote!(_)
     };
     let mut spec = spec_calls(args, &pm);
-    if beats == 0 && plan.ctx.is_none() {
+    let ctx_usable = plan
+        .ctx
+        .as_ref()
+        .is_some_and(|(pat, _)| !matches!(pat, Pat::Wild(_)));
+    if beats == 0 && !ctx_usable {
         // Nothing in the fn can beat: readiness must not wait for a beat.
         spec.extend(quote!(.without_heartbeat()));
     }

@@ -47,9 +47,18 @@ impl Streak {
     }
 }
 
-/// Records the attempt's failure, if any, and decides between a restart after
-/// a delay (`Ok`) and the end of the task (`Err`). A plain fn, so that nothing
-/// it uses is kept in the supervisor's future across the backoff.
+/// Records how the attempt ended as soon as that is known, before the
+/// supervisor waits for it to be dropped: every failure is counted and kept,
+/// also one that races cancellation.
+pub(super) fn record(entry: &Entry, ending: &Ending) {
+    if let Ending::Failed(failure) | Ending::Cancelled(Some(failure)) = ending {
+        entry.record_failure(failure);
+    }
+}
+
+/// Decides between a restart after a delay (`Ok`) and the end of the task
+/// (`Err`), once the attempt has been dropped. A plain fn, so that nothing it
+/// uses is kept in the supervisor's future across the backoff.
 pub(super) fn decide(
     spec: &Spec,
     cancelled: bool,
@@ -60,14 +69,9 @@ pub(super) fn decide(
     streak: &mut Streak,
 ) -> Result<Duration, Exit> {
     let name = spec.name.as_str();
-    // Every failure is counted and kept, also one that races cancellation.
     let failure = match ending {
-        Ending::Clean => None,
-        Ending::Failed(failure) | Ending::Cancelled(Some(failure)) => {
-            entry.record_failure(&failure);
-            Some(failure)
-        }
-        Ending::Cancelled(None) => None,
+        Ending::Clean | Ending::Cancelled(None) => None,
+        Ending::Failed(failure) | Ending::Cancelled(Some(failure)) => Some(failure),
     };
     if cancelled {
         if let Some(failure) = &failure {

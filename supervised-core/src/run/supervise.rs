@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{decide, finish, Ending, Streak};
+use super::decide::{decide, finish, record, Ending, Streak};
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, Spec, TaskOutput};
 use crate::context::{Context, Scope};
@@ -180,6 +180,7 @@ where
             Err(failure) => Ending::Failed(failure),
         };
         stall.end();
+        record(entry, &ending);
         stop_attempt(entry, guard, &scope).await;
 
         let delay = match decide(
