@@ -116,7 +116,7 @@ impl Context {
                 Ok(v) => v,
                 Err(failure) => {
                     let message = format!("child task panicked: {}", failure.message);
-                    scope.child_failed(Failure { message, ..failure });
+                    scope.fail(Failure { message, ..failure });
                     // Surface the panic to the child's own handle as well.
                     std::panic::resume_unwind(Box::new("child task panicked"))
                 }
@@ -159,7 +159,9 @@ impl Scope {
         children.handles.push(handle);
     }
 
-    fn child_failed(&self, failure: Failure) {
+    /// Fails the attempt with `failure`, unless it already failed or ended:
+    /// a child's panic, or the stall watchdog's verdict.
+    pub(crate) fn fail(&self, failure: Failure) {
         let mut children = lock(&self.children);
         if children.failure.is_none() && !children.closed {
             children.failure = Some(Box::new(failure));
@@ -167,8 +169,8 @@ impl Scope {
         }
     }
 
-    /// Resolves with the first child panic of this attempt.
-    pub(crate) async fn first_child_failure(&self) -> Failure {
+    /// Resolves with the first failure given to [`Scope::fail`].
+    pub(crate) async fn first_failure(&self) -> Failure {
         loop {
             let notified = self.failed.notified();
             if let Some(f) = lock(&self.children).failure.take() {

@@ -11,13 +11,14 @@ use crate::format::Secs;
 use crate::policy::{Jitter, RestartPolicy, Rng};
 use crate::registry::{Entry, Failure, FailureKind, TaskState};
 
-/// How one attempt ended.
+/// How one attempt ended. Failures are boxed: this is kept in the
+/// supervisor's future while the attempt is being dropped.
 pub(super) enum Ending {
     Clean,
-    Failed(Failure),
+    Failed(Box<Failure>),
     /// Cancelled; with the failure the attempt ended with during its grace,
     /// if it failed then.
-    Cancelled(Option<Failure>),
+    Cancelled(Option<Box<Failure>>),
 }
 
 /// What the restart decisions remember between attempts.
@@ -71,7 +72,7 @@ pub(super) fn decide(
     let name = spec.name.as_str();
     let failure = match ending {
         Ending::Clean | Ending::Cancelled(None) => None,
-        Ending::Failed(failure) | Ending::Cancelled(Some(failure)) => Some(failure),
+        Ending::Failed(failure) | Ending::Cancelled(Some(failure)) => Some(*failure),
     };
     if cancelled {
         if let Some(failure) = &failure {

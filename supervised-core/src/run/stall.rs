@@ -2,70 +2,48 @@
 //! `on_stale = restart` tells the supervisor to stop a silent attempt.
 
 use std::convert::Infallible;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Spec;
+use crate::context::Scope;
 use crate::format::Secs;
 use crate::policy::OnStale;
 use crate::registry::{lock, Entry, Failure, FailureKind};
 
-/// What the supervisor and its watchdog share about the running attempt.
+/// The running attempt, as the supervisor tells its watchdog: its number,
+/// when it started (on tokio's clock) and its scope, which the watchdog fails
+/// when it finds the attempt stalled.
 #[derive(Default)]
 pub(super) struct Stall {
-    state: Mutex<StallState>,
-    fired: Notify,
-}
-
-#[derive(Default)]
-struct StallState {
-    /// The running attempt and when it started, on tokio's clock.
-    running: Option<(u32, Instant)>,
-    /// The watchdog's verdict on it.
-    stalled: Option<Failure>,
+    running: Mutex<Option<(u32, Instant, Arc<Scope>)>>,
 }
 
 impl Stall {
     /// Attempt `attempt` starts now.
-    pub(super) fn begin(&self, attempt: u32) {
-        let mut state = lock(&self.state);
-        state.running = Some((attempt, Instant::now()));
-        state.stalled = None;
+    pub(super) fn begin(&self, attempt: u32, scope: &Arc<Scope>) {
+        *lock(&self.running) = Some((attempt, Instant::now(), scope.clone()));
     }
 
-    /// The attempt is over; a verdict on it no longer matters.
+    /// The attempt is over.
     pub(super) fn end(&self) {
-        let mut state = lock(&self.state);
-        state.running = None;
-        state.stalled = None;
+        *lock(&self.running) = None;
     }
 
-    /// Resolves when the watchdog finds the running attempt stalled.
-    pub(super) async fn stalled(&self) -> Failure {
-        loop {
-            let fired = self.fired.notified();
-            if let Some(failure) = lock(&self.state).stalled.take() {
-                return failure;
-            }
-            fired.await;
-        }
-    }
-
-    /// The running attempt, if any.
+    /// The running attempt's number and start, if any.
     fn running(&self) -> Option<(u32, Instant)> {
-        lock(&self.state).running
+        lock(&self.running)
+            .as_ref()
+            .map(|(attempt, started, _)| (*attempt, *started))
     }
 
+    /// Fails attempt `attempt` if it is still the running one.
     fn fire(&self, attempt: u32, failure: Failure) {
-        let mut state = lock(&self.state);
-        if state.running.is_some_and(|(a, _)| a == attempt) {
-            state.running = None;
-            state.stalled = Some(failure);
-            drop(state);
-            self.fired.notify_one();
+        let running = lock(&self.running).take_if(|(a, _, _)| *a == attempt);
+        if let Some((_, _, scope)) = running {
+            scope.fail(failure);
         }
     }
 }

@@ -96,12 +96,12 @@ impl Drop for FinishOnDrop {
 }
 
 /// Supervises a registered task until it completes, is cancelled or gives up.
-pub(super) async fn supervise<F, Fut>(
+pub(super) fn supervise<F, Fut>(
     spec: Spec,
     token: CancellationToken,
     entry: Arc<Entry>,
     f: F,
-) -> Exit
+) -> impl Future<Output = Exit> + Send + 'static
 where
     F: FnMut(Context) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
@@ -114,20 +114,24 @@ where
         attempt: None,
         scope: None,
     };
-    let stall = Stall::default();
-    let run = run(&spec, &token, &entry, &mut guard, &stall, f);
-    match spec.stale_after {
-        Some(stale_after) => {
-            // On the heap, and only for tasks that have one: this future's size
-            // is memory every supervised task pays for.
-            let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, &stall));
-            tokio::select! {
-                biased;
-                exit = run => exit,
-                never = watchdog => match never {},
+    // On the heap, and only for tasks that have a watchdog: this future's size
+    // is memory every supervised task pays for.
+    let stall = spec.stale_after.map(|_| Box::<Stall>::default());
+    // A plain fn returning a block, not an `async fn`: the block uses what it
+    // captures in place, where an `async fn` would also keep a copy of each
+    // argument.
+    async move {
+        match (spec.stale_after, stall.as_deref()) {
+            (Some(stale_after), Some(stall)) => {
+                let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
+                tokio::select! {
+                    biased;
+                    exit = run(&spec, &token, &entry, &mut guard, Some(stall), f) => exit,
+                    never = watchdog => match never {},
+                }
             }
+            _ => run(&spec, &token, &entry, &mut guard, None, f).await,
         }
-        None => run.await,
     }
 }
 
@@ -136,7 +140,7 @@ async fn run<F, Fut>(
     token: &CancellationToken,
     entry: &Arc<Entry>,
     guard: &mut Guard,
-    stall: &Stall,
+    stall: Option<&Stall>,
     mut f: F,
 ) -> Exit
 where
@@ -153,11 +157,13 @@ where
         attempt = attempt.saturating_add(1);
         streak.started(attempt);
         entry.start_attempt(attempt);
-        stall.begin(attempt);
         tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
         let started = Instant::now();
 
         let scope = Arc::new(Scope::default());
+        if let Some(stall) = stall {
+            stall.begin(attempt, &scope);
+        }
         guard.scope = Some(scope.clone());
         let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
         // The factory is supervised code too: a panic in it fails this attempt.
@@ -175,11 +181,13 @@ where
                     ),
                 });
                 guard.attempt = Some(tokio::spawn(attempt_fut));
-                watch_attempt(spec, token, guard, &scope, stall, attempt).await
+                watch_attempt(spec, token, guard, &scope, attempt).await
             }
-            Err(failure) => Ending::Failed(failure),
+            Err(failure) => Ending::Failed(Box::new(failure)),
         };
-        stall.end();
+        if let Some(stall) = stall {
+            stall.end();
+        }
         record(entry, &ending);
         stop_attempt(entry, guard, &scope).await;
 
@@ -223,22 +231,21 @@ async fn stop_attempt(entry: &Entry, guard: &mut Guard, scope: &Scope) {
     guard.scope = None;
 }
 
-/// Waits for the attempt to end, a child to panic, the watchdog to find it
+/// Waits for the attempt to end, a child to panic or the watchdog to find it
 /// stalled, or cancellation (then at most the grace period).
 async fn watch_attempt(
     spec: &Spec,
     token: &CancellationToken,
     guard: &mut Guard,
     scope: &Scope,
-    stall: &Stall,
     attempt: u32,
 ) -> Ending {
     let handle = guard.attempt.as_mut().expect("attempt was just spawned");
     let ending = tokio::select! {
         biased;
         joined = &mut *handle => Some(from_join(joined, attempt)),
-        failure = scope.first_child_failure() => Some(Ending::Failed(failure)),
-        failure = stall.stalled() => Some(Ending::Failed(failure)),
+        // A child's panic, or the stall watchdog's verdict.
+        failure = scope.first_failure() => Some(Ending::Failed(Box::new(failure))),
         _ = token.cancelled() => None,
     };
     if let Some(ending) = ending {
@@ -265,14 +272,14 @@ async fn watch_attempt(
 fn from_join(joined: Result<Result<(), Failure>, tokio::task::JoinError>, attempt: u32) -> Ending {
     match joined {
         Ok(Ok(())) => Ending::Clean,
-        Ok(Err(failure)) => Ending::Failed(failure),
+        Ok(Err(failure)) => Ending::Failed(Box::new(failure)),
         // The attempt task was aborted or its runtime is shutting down.
         Err(e) if e.is_cancelled() => Ending::Cancelled(None),
-        Err(e) => Ending::Failed(Failure::new(
+        Err(e) => Ending::Failed(Box::new(Failure::new(
             FailureKind::Panic,
             format!("attempt task failed: {e}"),
             attempt,
-        )),
+        ))),
     }
 }
 
