@@ -44,6 +44,7 @@ pub fn resolution() -> Duration {
 
 /// Nanoseconds on the system's monotonic clock, never zero.
 #[cfg(target_os = "linux")]
+#[inline]
 fn mono_nanos(id: rustix::time::ClockId) -> u64 {
     let t = rustix::time::clock_gettime(id);
     (t.tv_sec as u64)

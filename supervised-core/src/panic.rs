@@ -20,11 +20,26 @@ use std::task::{Context, Poll};
 use crate::registry::{Failure, FailureKind};
 
 thread_local! {
-    /// How many supervised polls are on this thread's stack.
-    static INSIDE: Cell<u32> = const { Cell::new(0) };
-    /// What the hook saw of the panics raised inside them since the outermost
-    /// one began, oldest first.
+    /// Supervised polls on this thread's stack. No destructor, so a poll's
+    /// access to it is a plain thread-local read.
+    static INSIDE: Inside = const {
+        Inside {
+            depth: Cell::new(0),
+            epoch: Cell::new(0),
+        }
+    };
+    /// What the hook saw of the panics raised in supervised code, oldest
+    /// first; only those of the current epoch count.
     static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The supervised polls on one thread.
+struct Inside {
+    /// How many are on the stack.
+    depth: Cell<u32>,
+    /// How many outermost ones have begun: a panic seen in an earlier one was
+    /// caught there (by the task itself) and cannot end the current one.
+    epoch: Cell<u32>,
 }
 
 /// At most this many panics are remembered per outermost poll: enough for a
@@ -33,6 +48,7 @@ const SEEN_MAX: usize = 8;
 
 /// One panic as the hook saw it.
 struct Seen {
+    epoch: u32,
     message: String,
     location: Option<String>,
     backtrace: Option<Backtrace>,
@@ -47,13 +63,19 @@ struct Seen {
 pub fn install_panic_hook() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let supervised = INSIDE.try_with(Cell::get).unwrap_or(0) > 0;
-        if supervised {
+        let epoch = INSIDE
+            .try_with(|inside| (inside.depth.get() > 0).then(|| inside.epoch.get()))
+            .ok()
+            .flatten();
+        let supervised = epoch.is_some();
+        if let Some(epoch) = epoch {
             let _ = SEEN.try_with(|seen| {
                 if let Ok(mut seen) = seen.try_borrow_mut() {
+                    seen.retain(|s| s.epoch == epoch);
                     if seen.len() < SEEN_MAX {
                         let backtrace = Backtrace::capture();
                         seen.push(Seen {
+                            epoch,
                             message: panic_message(info.payload()),
                             location: info
                                 .location()
@@ -110,32 +132,29 @@ pub(crate) fn ensure_panic_hook() {
 }
 
 /// Runs supervised code on this thread: polls inside are seen by the hook.
-struct Inside;
+struct Entered;
 
-impl Inside {
-    /// Entering the outermost supervised poll forgets the panics seen before:
-    /// those were caught elsewhere (by the task itself) and cannot be the one
-    /// that ends this poll.
-    fn enter() -> Inside {
-        let depth = INSIDE.with(|c| {
-            let depth = c.get();
-            c.set(depth + 1);
-            depth
+impl Entered {
+    /// Entering the outermost supervised poll starts a new epoch: the panics
+    /// seen before were caught elsewhere (by the task itself) and cannot be
+    /// the one that ends this poll.
+    #[inline]
+    fn enter() -> Entered {
+        INSIDE.with(|inside| {
+            let depth = inside.depth.get();
+            inside.depth.set(depth + 1);
+            if depth == 0 {
+                inside.epoch.set(inside.epoch.get().wrapping_add(1));
+            }
         });
-        if depth == 0 {
-            let _ = SEEN.try_with(|seen| {
-                if let Ok(mut seen) = seen.try_borrow_mut() {
-                    seen.clear();
-                }
-            });
-        }
-        Inside
+        Entered
     }
 }
 
-impl Drop for Inside {
+impl Drop for Entered {
+    #[inline]
     fn drop(&mut self) {
-        INSIDE.with(|c| c.set(c.get() - 1));
+        INSIDE.with(|inside| inside.depth.set(inside.depth.get() - 1));
     }
 }
 
@@ -150,10 +169,13 @@ impl Drop for Inside {
 fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
     let message = panic_message(&*payload);
     drop_payload(payload);
+    let epoch = INSIDE.try_with(|inside| inside.epoch.get()).ok();
     let seen = SEEN
         .try_with(|seen| {
             let mut seen = seen.try_borrow_mut().ok()?;
-            let index = seen.iter().position(|s| s.message == message)?;
+            let index = seen
+                .iter()
+                .position(|s| Some(s.epoch) == epoch && s.message == message)?;
             let found = seen.swap_remove(index);
             seen.clear();
             Some(found)
@@ -171,7 +193,7 @@ fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
 /// Calls `f` as supervised code: a panic in it becomes a failure of
 /// `attempt`, with its location.
 pub(crate) fn catch_call<T>(attempt: u32, f: impl FnOnce() -> T) -> Result<T, Failure> {
-    let inside = Inside::enter();
+    let inside = Entered::enter();
     let result = catch_unwind(AssertUnwindSafe(f));
     let result = result.map_err(|payload| failure_from_panic(payload, attempt));
     drop(inside);
@@ -225,7 +247,7 @@ impl<F: Future> Future for CatchPanic<F> {
     type Output = Result<F::Output, Failure>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let _inside = Inside::enter();
+        let _inside = Entered::enter();
         let this = self.project();
         let attempt = *this.attempt;
         let mut inner = this.inner;

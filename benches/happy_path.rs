@@ -1,0 +1,97 @@
+//! The happy path's cost as paired ratios: the same future under a bare
+//! `tokio::spawn` and as a supervised task, run alternately many times in one
+//! process, and the median of the per-pair ratios reported. Alternating the
+//! two and pairing them cancels the slow drift of a shared VM, which moves
+//! two separate timings (as in the `overhead` criterion bench) by up to 20 %.
+//!
+//! `PAIRS` sets the number of pairs (default 41).
+
+use std::future::Future;
+use std::time::Instant;
+
+use supervised::{CancellationToken, Context, Registry, Spec};
+
+const ITERATIONS: u32 = 10_000;
+
+async fn yield_loop() {
+    for i in 0..ITERATIONS {
+        std::hint::black_box(i);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// `ITERATIONS` round trips to an echo task over bounded channels.
+async fn ping_pong() {
+    let (to_echo, mut echo_in) = tokio::sync::mpsc::channel::<u32>(1);
+    let (to_main, mut main_in) = tokio::sync::mpsc::channel::<u32>(1);
+    let echo = tokio::spawn(async move {
+        while let Some(v) = echo_in.recv().await {
+            if to_main.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    for i in 0..ITERATIONS {
+        to_echo.send(i).await.expect("echo alive");
+        std::hint::black_box(main_in.recv().await);
+    }
+    drop(to_echo);
+    let _ = echo.await;
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median bare time, median supervised time (ms) and the median paired ratio.
+fn measure<F, Fut>(rt: &tokio::runtime::Runtime, pairs: usize, f: F) -> (f64, f64, f64)
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let registry = Registry::new();
+    let (mut bare, mut supervised, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..pairs {
+        let t = Instant::now();
+        let g = f.clone();
+        rt.block_on(async move { tokio::spawn(g()).await.expect("no panic") });
+        let b = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let g = f.clone();
+        let exit = rt.block_on(
+            Spec::new("happy-path")
+                .registry(&registry)
+                .run(CancellationToken::new(), move |_ctx: Context| g()),
+        );
+        let s = t.elapsed().as_secs_f64();
+        assert!(exit.is_completed());
+
+        bare.push(b * 1e3);
+        supervised.push(s * 1e3);
+        ratios.push(s / b);
+    }
+    (median(bare), median(supervised), median(ratios))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is read.
+    let pairs: usize = std::env::var("PAIRS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(41);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("| workload ({pairs} pairs) | bare `tokio::spawn` (ms) | supervised (ms) | median paired ratio |");
+    println!("|---|---:|---:|---:|");
+    let rows: [(&str, (f64, f64, f64)); 2] = [
+        ("10,000 `yield_now()`", measure(&rt, pairs, yield_loop)),
+        ("10,000 channel round trips", measure(&rt, pairs, ping_pong)),
+    ];
+    for (name, (b, s, r)) in rows {
+        println!("| {name} | {b:.3} | {s:.3} | {r:.3} |");
+    }
+}
