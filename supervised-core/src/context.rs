@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::panic::CatchPanic;
 use crate::registry::{lock, Entry, Failure};
@@ -111,7 +113,7 @@ impl Context {
     {
         let scope = self.scope.clone();
         let attempt = self.attempt;
-        let child = self.scope.tracker.track_future(async move {
+        let child = Scope::track(&self.scope, async move {
             match CatchPanic::new(fut, attempt).await {
                 Ok(v) => v,
                 Err(failure) => {
@@ -128,13 +130,47 @@ impl Context {
     }
 }
 
-/// The children of one attempt.
+/// The children of one attempt, and how many of its futures (the attempt's
+/// own and its children's) are still alive.
 #[derive(Default)]
 pub(crate) struct Scope {
     children: Mutex<Children>,
     failed: Notify,
-    /// Tracks the attempt's future and its children until each is dropped.
-    pub(crate) tracker: TaskTracker,
+    /// Futures made with [`Scope::track`] and not yet dropped.
+    live: AtomicUsize,
+    closed: AtomicBool,
+    /// Notified when the last tracked future is dropped.
+    emptied: Notify,
+}
+
+pin_project_lite::pin_project! {
+    /// A future counted by its scope until it is dropped.
+    pub(crate) struct Tracked<F> {
+        #[pin]
+        inner: F,
+        // Declared after `inner`, so dropped after it.
+        live: Live,
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
+    }
+}
+
+/// One live future of a scope.
+struct Live(Arc<Scope>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.emptied.notify_waiters();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -180,20 +216,38 @@ impl Scope {
         }
     }
 
+    /// Counts `fut` as a future of this attempt until it is dropped.
+    pub(crate) fn track<F: Future>(scope: &Arc<Scope>, fut: F) -> Tracked<F> {
+        scope.live.fetch_add(1, Ordering::AcqRel);
+        Tracked {
+            inner: fut,
+            live: Live(scope.clone()),
+        }
+    }
+
     /// Resolves once the attempt's future and every child have been dropped
     /// (after [`Scope::close`]).
     pub(crate) async fn dropped(&self) {
-        self.tracker.wait().await
+        loop {
+            let emptied = self.emptied.notified();
+            let mut emptied = std::pin::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.is_dropped() {
+                return;
+            }
+            emptied.await;
+        }
     }
 
-    /// `true` once the attempt's future and every child have been dropped.
+    /// `true` once the scope is closed and the attempt's future and every
+    /// child have been dropped.
     pub(crate) fn is_dropped(&self) -> bool {
-        self.tracker.is_closed() && self.tracker.is_empty()
+        self.closed.load(Ordering::Acquire) && self.live.load(Ordering::Acquire) == 0
     }
 
     /// Aborts every child; children spawned afterwards are aborted at once.
     pub(crate) fn close(&self) {
-        self.tracker.close();
+        self.closed.store(true, Ordering::Release);
         let handles = {
             let mut children = lock(&self.children);
             children.closed = true;

@@ -365,7 +365,6 @@ impl Spec {
     /// polled inside a tokio runtime. Dropping the returned future aborts the
     /// attempt and its children; the task is recorded as
     /// [`TaskState::Cancelled`] once they are dropped.
-    #[allow(clippy::manual_async_fn)] // `Send + 'static` is part of the contract
     pub fn run<F, Fut>(
         self,
         token: CancellationToken,
@@ -376,12 +375,7 @@ impl Spec {
         Fut: Future + Send + 'static,
         Fut::Output: TaskOutput,
     {
-        async move {
-            match register(&self) {
-                Ok((_, entry)) => supervise(self, token, entry, f).await,
-                Err(exit) => exit,
-            }
-        }
+        supervise(self, token, None, f)
     }
 
     /// [`Spec::run`] on a new tokio task. The task is in the registry when
@@ -415,7 +409,7 @@ impl Spec {
         let runtime = tokio::runtime::Handle::current();
         match register(&self) {
             Ok((registry, entry)) => {
-                let handle = runtime.spawn(supervise(self, token, entry.clone(), f));
+                let handle = runtime.spawn(supervise(self, token, Some(entry.clone()), f));
                 (Some((registry, entry)), handle)
             }
             Err(exit) => (None, runtime.spawn(std::future::ready(exit))),

@@ -55,6 +55,16 @@ struct Guard {
     scope: Option<Arc<Scope>>,
 }
 
+impl Guard {
+    fn new(entry: Arc<Entry>) -> Self {
+        Guard {
+            entry,
+            attempt: None,
+            scope: None,
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(handle) = self.attempt.take() {
@@ -95,11 +105,13 @@ impl Drop for FinishOnDrop {
     }
 }
 
-/// Supervises a registered task until it completes, is cancelled or gives up.
+/// Supervises a task until it completes, is cancelled or gives up. With
+/// `entry`, the task was registered by the caller; without, it registers when
+/// first polled.
 pub(super) fn supervise<F, Fut>(
     spec: Spec,
     token: CancellationToken,
-    entry: Arc<Entry>,
+    entry: Option<Arc<Entry>>,
     f: F,
 ) -> impl Future<Output = Exit> + Send + 'static
 where
@@ -107,20 +119,25 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    // The task's own token: cancelling it stops this task, not its siblings.
-    let token = token.child_token();
-    let mut guard = Guard {
-        entry: entry.clone(),
-        attempt: None,
-        scope: None,
-    };
-    // On the heap, and only for tasks that have a watchdog: this future's size
-    // is memory every supervised task pays for.
-    let stall = spec.stale_after.map(|_| Box::<Stall>::default());
+    // Made now, so that a registered task whose supervisor is dropped before
+    // its first poll is still recorded as cancelled.
+    let guard = entry.map(Guard::new);
     // A plain fn returning a block, not an `async fn`: the block uses what it
     // captures in place, where an `async fn` would also keep a copy of each
-    // argument.
+    // argument. This future's size is memory every supervised task pays for.
     async move {
+        let mut guard = match guard {
+            Some(guard) => guard,
+            None => match register(&spec) {
+                Ok((_, entry)) => Guard::new(entry),
+                Err(exit) => return exit,
+            },
+        };
+        let entry = guard.entry.clone();
+        // The task's own token: cancelling it stops this task, not its siblings.
+        let token = token.child_token();
+        // On the heap, and only for tasks that have a watchdog.
+        let stall = spec.stale_after.map(|_| Box::<Stall>::default());
         match (spec.stale_after, stall.as_deref()) {
             (Some(stale_after), Some(stall)) => {
                 let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
@@ -166,24 +183,12 @@ where
         }
         guard.scope = Some(scope.clone());
         let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
-        // The factory is supervised code too: a panic in it fails this attempt.
-        let ending = match catch_call(attempt, || f(ctx)) {
-            Ok(fut) => {
-                let attempt_fut = scope.tracker.track_future(Timed {
-                    entry: entry.clone(),
-                    inner: CatchPanic::new(
-                        async move {
-                            fut.await.into_outcome().map_err(|message| {
-                                Failure::new(FailureKind::Error, message, attempt)
-                            })
-                        },
-                        attempt,
-                    ),
-                });
-                guard.attempt = Some(tokio::spawn(attempt_fut));
+        let ending = match spawn_attempt(&mut f, ctx, entry, &scope, attempt) {
+            Ok(handle) => {
+                guard.attempt = Some(handle);
                 watch_attempt(spec, token, guard, &scope, attempt).await
             }
-            Err(failure) => Ending::Failed(Box::new(failure)),
+            Err(failure) => Ending::Failed(failure),
         };
         if let Some(stall) = stall {
             stall.end();
@@ -214,6 +219,41 @@ where
             }
         }
     }
+}
+
+/// Makes attempt `attempt` with `f` and starts it on its own tokio task. The
+/// factory is supervised code too: a panic in it fails the attempt.
+///
+/// A plain fn: the user's future passes through here on its way to its task,
+/// and is never kept in the supervisor's future.
+fn spawn_attempt<F, Fut>(
+    f: &mut F,
+    ctx: Context,
+    entry: &Arc<Entry>,
+    scope: &Arc<Scope>,
+    attempt: u32,
+) -> Result<AttemptHandle, Box<Failure>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    let fut = catch_call(attempt, || f(ctx)).map_err(Box::new)?;
+    let attempt_fut = Scope::track(
+        scope,
+        Timed {
+            entry: entry.clone(),
+            inner: CatchPanic::new(
+                async move {
+                    fut.await
+                        .into_outcome()
+                        .map_err(|message| Failure::new(FailureKind::Error, message, attempt))
+                },
+                attempt,
+            ),
+        },
+    );
+    Ok(tokio::spawn(attempt_fut))
 }
 
 /// Aborts the attempt (a no-op when it has ended) and its children, and waits
