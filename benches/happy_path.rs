@@ -6,38 +6,13 @@
 //!
 //! `PAIRS` sets the number of pairs (default 41).
 
+mod support;
+
 use std::future::Future;
 use std::time::Instant;
 
 use supervised::{CancellationToken, Context, Registry, Spec};
-
-const ITERATIONS: u32 = 10_000;
-
-async fn yield_loop() {
-    for i in 0..ITERATIONS {
-        std::hint::black_box(i);
-        tokio::task::yield_now().await;
-    }
-}
-
-/// `ITERATIONS` round trips to an echo task over bounded channels.
-async fn ping_pong() {
-    let (to_echo, mut echo_in) = tokio::sync::mpsc::channel::<u32>(1);
-    let (to_main, mut main_in) = tokio::sync::mpsc::channel::<u32>(1);
-    let echo = tokio::spawn(async move {
-        while let Some(v) = echo_in.recv().await {
-            if to_main.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    for i in 0..ITERATIONS {
-        to_echo.send(i).await.expect("echo alive");
-        std::hint::black_box(main_in.recv().await);
-    }
-    drop(to_echo);
-    let _ = echo.await;
-}
+use support::{ping_pong, yield_loop};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -2,40 +2,13 @@
 //! `tokio::spawn` and as a supervised task, on a yield-heavy loop and on a
 //! channel ping-pong, in one run.
 
+mod support;
+
 use std::future::Future;
-use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use supervised::{CancellationToken, Context, Registry, Spec};
-
-const YIELDS: u32 = 10_000;
-const ROUND_TRIPS: u32 = 10_000;
-
-async fn yield_loop() {
-    for i in 0..YIELDS {
-        black_box(i);
-        tokio::task::yield_now().await;
-    }
-}
-
-/// Sends `ROUND_TRIPS` messages to an echo task and waits for each reply.
-async fn ping_pong() {
-    let (to_echo, mut echo_in) = tokio::sync::mpsc::channel::<u32>(1);
-    let (to_main, mut main_in) = tokio::sync::mpsc::channel::<u32>(1);
-    let echo = tokio::spawn(async move {
-        while let Some(v) = echo_in.recv().await {
-            if to_main.send(v).await.is_err() {
-                break;
-            }
-        }
-    });
-    for i in 0..ROUND_TRIPS {
-        to_echo.send(i).await.expect("echo alive");
-        black_box(main_in.recv().await);
-    }
-    drop(to_echo);
-    let _ = echo.await;
-}
+use support::{ping_pong, yield_loop};
 
 fn bare<F, Fut>(rt: &tokio::runtime::Runtime, f: F)
 where

@@ -72,6 +72,37 @@ pub async fn beat_until_cancelled(token: CancellationToken, period: Duration, be
     }
 }
 
+/// The happy-path workloads' size.
+pub const HAPPY_PATH_ITERATIONS: u32 = 10_000;
+
+/// A happy-path workload: `HAPPY_PATH_ITERATIONS` `yield_now()` calls.
+pub async fn yield_loop() {
+    for i in 0..HAPPY_PATH_ITERATIONS {
+        std::hint::black_box(i);
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A happy-path workload: `HAPPY_PATH_ITERATIONS` round trips to an echo
+/// task over bounded channels.
+pub async fn ping_pong() {
+    let (to_echo, mut echo_in) = tokio::sync::mpsc::channel::<u32>(1);
+    let (to_main, mut main_in) = tokio::sync::mpsc::channel::<u32>(1);
+    let echo = tokio::spawn(async move {
+        while let Some(v) = echo_in.recv().await {
+            if to_main.send(v).await.is_err() {
+                break;
+            }
+        }
+    });
+    for i in 0..HAPPY_PATH_ITERATIONS {
+        to_echo.send(i).await.expect("echo alive");
+        std::hint::black_box(main_in.recv().await);
+    }
+    drop(to_echo);
+    let _ = echo.await;
+}
+
 /// A multi-thread runtime with two workers, like the machine.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
