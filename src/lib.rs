@@ -150,10 +150,11 @@ pub use supervised_core::*;
 /// | `reset_after` | run time after which the delay is back to `backoff_initial` | `"1m"` |
 /// | `restart` | `"on_failure"`, `"always"` or `"never"` ([`RestartPolicy`]) | `"on_failure"` |
 /// | `max_restarts`, `within` | give up after more than `max_restarts` restarts within `within` (both or neither) | no limit |
-/// | `stale_after` | no heartbeat for this long makes the task stale | never stale |
+/// | `stale_after` | no heartbeat for this long (from its start if it never beat) makes the task stale, in every state until it ends | never stale |
 /// | `on_stale` | `"report"` or `"restart"` ([`OnStale`]); needs `stale_after` | `"report"` |
 /// | `grace` | how long an attempt has to return after cancellation | `"5s"` |
-/// | `heartbeat` | `"auto"` or `"manual"` | `"auto"` |
+/// | `blocking_after` | one poll running longer blocks its thread: the task is shown blocked ([`Spec::blocking_after`]) | `"1s"` |
+/// | `heartbeat` | `"auto"` or `"manual"`; a fn with no instrumented loop and no `Context` is marked [`Spec::without_heartbeat`] | `"auto"` |
 /// | `crate` | path of this crate when the dependency is renamed, e.g. `"sv"` | `"::supervised"` |
 ///
 /// Knobs that take run-time values ([`Spec::registry`], [`Spec::escalate_to`])

@@ -297,6 +297,41 @@ async fn readiness_waits_for_a_real_first_beat_but_not_for_a_task_without_heartb
 }
 
 #[tokio::test]
+async fn a_crash_loop_that_never_beats_fails_liveness_once_stale() {
+    let f = Fixture::new(&[("relay", None)]).await;
+    let crashing = Spec::new("crashloop")
+        .registry(&f.registry)
+        .stale_after(Duration::from_secs(10))
+        .spawn(f.stop.clone(), |_ctx: Context| async move {
+            Err::<(), _>("bad row for tenant 13")
+        });
+    let r = f.registry.clone();
+    eventually("the first failure", move || {
+        r.status("crashloop").unwrap().failures.errors >= 1
+    })
+    .await;
+    let server = Server::start(f.with_token()).await;
+    assert_text(&server.get("/livez").await, 200, "ok");
+
+    f.clock.advance(Duration::from_secs(11));
+    let reply = server.get_with_token("/livez?verbose", TOKEN).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("[-]crashloop failed: stale: no heartbeat yet (stale_after 10.0s)"),
+        "{}",
+        reply.body
+    );
+    let doc = server.get_with_token("/admin/liveness", TOKEN).await.json();
+    assert_eq!(doc["stale"], serde_json::json!(["crashloop"]));
+
+    f.stop.cancel();
+    crashing.await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn probes_when_a_task_is_stale() {
     let f = Fixture::new(&[("relay", None), ("scheduler", Some(10))]).await;
     f.clock.advance(Duration::from_secs(11));

@@ -630,3 +630,20 @@ fn a_fn_with_no_heartbeat_site_is_marked_heartbeat_less() {
         .spec()
         .expects_heartbeat());
 }
+
+#[supervised(blocking_after = "250ms")]
+async fn with_blocking_after(ctx: Context) {
+    ctx.heartbeat();
+}
+
+#[test]
+fn blocking_after_reaches_the_spec() {
+    assert_eq!(
+        with_blocking_after().spec().get_blocking_after(),
+        Duration::from_millis(250)
+    );
+    assert_eq!(
+        ticks_every_second().spec().get_blocking_after(),
+        Duration::from_secs(1)
+    );
+}

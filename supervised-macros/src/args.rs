@@ -12,7 +12,7 @@ use crate::duration::{self, Dur};
 use crate::errors::Errors;
 
 /// Every key, in the order the docs list them.
-pub(crate) const KEYS: [&str; 13] = [
+pub(crate) const KEYS: [&str; 14] = [
     "name",
     "backoff_initial",
     "backoff_max",
@@ -24,6 +24,7 @@ pub(crate) const KEYS: [&str; 13] = [
     "stale_after",
     "on_stale",
     "grace",
+    "blocking_after",
     "heartbeat",
     "crate",
 ];
@@ -52,6 +53,7 @@ pub(crate) struct Args {
     /// The `OnStale` variant.
     pub(crate) on_stale: Option<Given<&'static str>>,
     pub(crate) grace: Option<Given<Dur>>,
+    pub(crate) blocking_after: Option<Given<Dur>>,
     /// `true` for `heartbeat = "auto"` (the default), `false` for `"manual"`.
     pub(crate) heartbeat: Option<Given<bool>>,
     pub(crate) krate: Option<Given<Path>>,
@@ -154,6 +156,9 @@ impl Args {
             "within" => self.within = dur(value, known, errors).map(|v| given(v, at)),
             "stale_after" => self.stale_after = dur(value, known, errors).map(|v| given(v, at)),
             "grace" => self.grace = dur(value, known, errors).map(|v| given(v, at)),
+            "blocking_after" => {
+                self.blocking_after = dur(value, known, errors).map(|v| given(v, at))
+            }
             "jitter" => {
                 self.jitter = word(
                     value,
@@ -288,6 +293,7 @@ fn example(key: &str) -> &'static str {
         "backoff_max" | "stale_after" => "\"30s\"",
         "reset_after" | "within" => "\"1m\"",
         "grace" => "\"5s\"",
+        "blocking_after" => "\"1s\"",
         "jitter" => "\"full\"",
         "restart" => "\"always\"",
         "on_stale" => "\"restart\"",

@@ -336,6 +336,7 @@ fn spec_calls(args: &Args, pm: &TokenStream) -> TokenStream {
         calls.extend(quote!(.on_stale(#pm::OnStale::#v)));
     }
     dur_call(&mut calls, "grace", &args.grace);
+    dur_call(&mut calls, "blocking_after", &args.blocking_after);
     calls
 }
 
