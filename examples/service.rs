@@ -15,11 +15,12 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use supervised::format::Rounded;
 use supervised::http::Endpoints;
 use supervised::systemd::Watchdog;
 use supervised::{CancellationToken, Context, Group, OnStale, Registry, Spec, Task, TaskStatus};
@@ -31,15 +32,15 @@ const GRACE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Colours only for a person at a terminal, and never with NO_COLOR set.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
+        .with_ansi(colour)
         .init();
-    // Every caught panic is logged by the supervisor with its location; keep
-    // Rust's default hook from printing it a second time.
-    supervised::forward_supervised_panics(false);
 
     let addr = parse_args()?;
     let token = admin_token();
@@ -230,28 +231,61 @@ fn print_banner(addr: SocketAddr, token: &str) {
 }
 
 fn print_table(tasks: &[TaskStatus]) {
-    println!(
-        "{:<14} {:<12} {:>10} {:>9} {:>15}",
-        "TASK", "STATE", "LAST BEAT", "RESTARTS", "PANIC/ERR/STALL"
-    );
-    for t in tasks {
-        let beat = match t.since_last_tick {
-            Some(age) => format!("{:.1}s ago", age.as_secs_f64()),
-            None => "never".to_owned(),
-        };
-        let state = if t.stale {
-            format!("{} (stale)", t.state)
-        } else {
-            t.state.to_string()
-        };
-        let failures = format!(
-            "{}/{}/{}",
-            t.failures.panics, t.failures.errors, t.failures.stalls
-        );
+    let rows: Vec<[String; 5]> = tasks
+        .iter()
+        .map(|t| {
+            let beat = match t.since_last_tick {
+                Some(age) => format!("{} ago", Rounded(age)),
+                None => "never".to_owned(),
+            };
+            let mut state = t.state.to_string();
+            if t.stale {
+                state.push_str(" (stale)");
+            }
+            if let Some(blocked) = t.blocked_for {
+                state.push_str(&format!(" (blocked {})", Rounded(blocked)));
+            }
+            let failures = format!(
+                "{}/{}/{}",
+                t.failures.panics, t.failures.errors, t.failures.stalls
+            );
+            [
+                t.name.clone(),
+                state,
+                beat,
+                t.restarts.to_string(),
+                failures,
+            ]
+        })
+        .collect();
+    let header = ["TASK", "STATE", "LAST BEAT", "RESTARTS", "PANIC/ERR/STALL"];
+    // Each column as wide as its widest cell, so long names keep it aligned.
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].chars().count())
+            .chain([header[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let w: Vec<usize> = (0..5).map(width).collect();
+    let line = |c: [&str; 5]| {
         println!(
-            "{:<14} {:<12} {:>10} {:>9} {:>15}",
-            t.name, state, beat, t.restarts, failures
-        );
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        )
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
     }
     println!();
 }

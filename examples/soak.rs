@@ -98,7 +98,6 @@ fn arg(name: &str, default: u64) -> u64 {
 
 #[tokio::main]
 async fn main() {
-    supervised::forward_supervised_panics(false);
     let seconds = arg("--seconds", 20);
     let tasks = arg("--tasks", 500) as usize;
     let seed = arg("--seed", 2026);

@@ -319,7 +319,7 @@ async fn a_crash_loop_that_never_beats_fails_liveness_once_stale() {
     assert!(
         reply
             .body
-            .contains("[-]crashloop failed: stale: no heartbeat yet (stale_after 10.0s)"),
+            .contains("[-]crashloop failed: stale: no heartbeat yet (stale_after 10.0 s)"),
         "{}",
         reply.body
     );
@@ -350,7 +350,7 @@ async fn probes_when_a_task_is_stale() {
     assert_text(
         &server.get_with_token("/livez", TOKEN).await,
         503,
-        "[+]relay ok\n[-]scheduler failed: stale: no heartbeat for 11.0s (stale_after 10.0s)\nlivez check failed\n",
+        "[+]relay ok\n[-]scheduler failed: stale: no heartbeat for 11.0 s (stale_after 10.0 s)\nlivez check failed\n",
     );
     // A wrong token is simply anonymous on the probes.
     assert_text(&server.get_with_token("/livez", "nope").await, 503, failed);

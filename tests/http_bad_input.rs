@@ -260,8 +260,6 @@ fn injected_panic(i: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn endpoints_answer_under_load_while_tasks_panic() {
-    // The supervisor logs each panic; keep the test's output readable.
-    supervised::forward_supervised_panics(false);
     let registry = Registry::new();
     let stop = CancellationToken::new();
     let mut handles = Vec::with_capacity(TASKS);

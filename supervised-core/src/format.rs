@@ -3,11 +3,20 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A duration rounded for reading: `3.02 s`, `14.5 s`, `250 ms`, `2 min 5 s`.
+/// A duration rounded for reading, as this crate writes durations in its logs,
+/// probe messages and status lines: `3.02 s`, `14.5 s`, `250 ms`,
+/// `2 min 5 s`, `1.5 h`.
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised_core::format::Rounded;
+///
+/// assert_eq!(Rounded(Duration::from_nanos(3_019_999_012)).to_string(), "3.02 s");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Secs(pub(crate) Duration);
+pub struct Rounded(pub Duration);
 
-impl fmt::Display for Secs {
+impl fmt::Display for Rounded {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
         let s = d.as_secs_f64();
@@ -51,7 +60,7 @@ mod tests {
             (Duration::from_secs(5400), "1.5 h"),
         ];
         for (d, want) in cases {
-            assert_eq!(Secs(d).to_string(), want, "{d:?}");
+            assert_eq!(Rounded(d).to_string(), want, "{d:?}");
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::format::Secs;
+use crate::format::Rounded;
 use crate::registry::{Entry, Registry};
 use crate::run::Exit;
 use crate::task::Task;
@@ -167,36 +167,67 @@ impl Group {
     }
 
     /// Cancels every task and waits at most `grace` in all for them to end.
-    /// `grace` bounds the whole call, whatever grace a task declares: a task
-    /// whose attempt has not been dropped by then (one blocked in a
-    /// synchronous call, or one still in its own longer grace) is reported as
-    /// [`Exit::Abandoned`] and logged by name; its attempt is aborted, and the
-    /// registry shows it [`Stopping`](crate::TaskState::Stopping) until the
-    /// attempt is dropped. Returns how each task ended, in start order.
+    /// `grace` bounds the whole call, whatever grace a task declares: at the
+    /// deadline the attempts still running are aborted. One that is dropped
+    /// at once (it was awaiting something) is reported [`Exit::Cancelled`];
+    /// one that is not (it is blocked in a synchronous call) is reported
+    /// [`Exit::Abandoned`] and logged by name, and the registry shows it
+    /// [`Stopping`](crate::TaskState::Stopping) until it is dropped. Returns
+    /// how each task ended, in start order.
     pub async fn shutdown(mut self, grace: Duration) -> Vec<(String, Exit)> {
         self.token.cancel();
         let deadline = tokio::time::Instant::now() + grace;
         let members = std::mem::take(&mut self.members);
-        let mut exits = Vec::with_capacity(members.len());
+        let mut exits: Vec<(Member, Option<Exit>)> = Vec::with_capacity(members.len());
+        let mut overdue = false;
         for mut m in members {
             let exit = match tokio::time::timeout_at(deadline, &mut m.handle).await {
-                Ok(result) => joined(result),
+                Ok(result) => Some(joined(result)),
                 Err(_) => {
                     // Dropping the supervisor aborts its attempt; the task is
                     // recorded as cancelled once the attempt is dropped.
                     m.handle.abort();
-                    tracing::error!(
-                        task = %m.name,
-                        grace = %Secs(grace),
-                        "supervised task was not stopped within the group's shutdown grace; \
-                         abandoned (its attempt is aborted but not yet dropped)"
-                    );
-                    Exit::Abandoned
+                    overdue = true;
+                    None
                 }
             };
-            exits.push((m.name, exit));
+            exits.push((m, exit));
+        }
+        if overdue {
+            // Let the runtime drop the aborted attempts that can be dropped:
+            // a few turns of the scheduler, no waiting on a timer.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
         }
         exits
+            .into_iter()
+            .map(|(m, exit)| {
+                let exit = exit.unwrap_or_else(|| {
+                    let dropped = m.entry.as_ref().is_none_or(|(registry, entry)| {
+                        registry.status_of(entry).is_none_or(|s| s.state.is_final())
+                    });
+                    if dropped {
+                        tracing::warn!(
+                            task = %m.name,
+                            grace = %Rounded(grace),
+                            "supervised task did not stop within the group's shutdown grace; \
+                             its attempt was aborted"
+                        );
+                        Exit::Cancelled
+                    } else {
+                        tracing::error!(
+                            task = %m.name,
+                            grace = %Rounded(grace),
+                            "supervised task was not stopped within the group's shutdown grace; \
+                             abandoned (its attempt is aborted but not yet dropped)"
+                        );
+                        Exit::Abandoned
+                    }
+                });
+                (m.name, exit)
+            })
+            .collect()
     }
 }
 

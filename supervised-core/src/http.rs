@@ -550,7 +550,7 @@ impl Probe {
 }
 
 fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
+    crate::format::Rounded(d).to_string()
 }
 
 /// Why the task fails liveness, if it does.
@@ -789,6 +789,7 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
                 "kind": f.kind.as_str(),
                 "message": details.then(|| f.message.clone()),
                 "location": if details { f.location.clone() } else { None },
+                "backtrace": f.backtrace.as_ref().filter(|_| details).map(|b| b.as_str()),
                 "attempt": f.attempt,
                 "at": rfc3339(f.at),
             })

@@ -49,9 +49,10 @@
 )]
 #![forbid(unsafe_code)]
 
+mod backtrace;
 pub mod clock;
 mod context;
-mod format;
+pub mod format;
 mod group;
 #[cfg(feature = "http")]
 pub mod http;
@@ -65,6 +66,7 @@ mod run;
 pub mod systemd;
 mod task;
 
+pub use backtrace::PanicBacktrace;
 pub use clock::ManualClock;
 pub use context::Context;
 pub use group::Group;

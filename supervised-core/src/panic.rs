@@ -2,8 +2,10 @@
 //!
 //! A panic's location is only known to the panic hook, so the first supervised
 //! task installs a hook that records it (and a backtrace when `RUST_BACKTRACE`
-//! asks for one) for panics raised while supervised code is being polled, then
-//! calls the hook that was installed before it. Applications that install their
+//! asks for one) for panics raised while supervised code is being polled. Such
+//! panics are reported once, by the supervisor; every other panic goes on to
+//! the hook that was installed before (see [`forward_supervised_panics`]).
+//! Applications that install their
 //! own hook *after* starting supervised tasks should call
 //! [`install_panic_hook`] again afterwards to keep locations in failure reports.
 
@@ -14,9 +16,10 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 use std::task::{Context, Poll};
 
+use crate::backtrace::PanicBacktrace;
 use crate::registry::{Failure, FailureKind};
 
 thread_local! {
@@ -93,16 +96,18 @@ pub fn install_panic_hook() {
     }));
 }
 
-static FORWARD: AtomicBool = AtomicBool::new(true);
+static FORWARD: AtomicBool = AtomicBool::new(false);
 
 /// Whether panics caught in supervised code also reach the panic hook that was
-/// installed before ours (by default they do, so Rust's default hook prints
-/// them, with a backtrace when `RUST_BACKTRACE` asks, and an application's
-/// own hook, e.g. an error reporter, sees them).
+/// installed before ours. Off by default: each such panic is reported once,
+/// by the supervisor's ERROR event with its message, location and trimmed
+/// backtrace, and Rust's default hook does not print it a second time.
 ///
-/// Every such panic is logged by the supervisor anyway, at ERROR with its
-/// message, location and backtrace; pass `false` to keep that single report.
-/// Panics outside supervised code always reach the previous hook.
+/// Pass `true` when an error reporter installed as a panic hook (before the
+/// first supervised task starts, or followed by [`install_panic_hook`]) must
+/// see supervised panics too; the default hook, if it is the one installed
+/// before ours, then prints them as well. Panics outside supervised code
+/// always reach the previous hook.
 pub fn forward_supervised_panics(forward: bool) {
     FORWARD.store(forward, Ordering::Relaxed);
 }
@@ -185,7 +190,7 @@ fn failure_from_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
     let mut failure = Failure::new(FailureKind::Panic, message, attempt);
     if let Some(seen) = seen {
         failure.location = seen.location;
-        failure.backtrace = seen.backtrace.map(Arc::new);
+        failure.backtrace = seen.backtrace.as_ref().map(PanicBacktrace::from_std);
     }
     failure
 }

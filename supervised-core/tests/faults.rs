@@ -213,6 +213,8 @@ fn unrecoverable_child() {
             // A panic inside the application's own panic hook.
             "hook" => {
                 std::panic::set_hook(Box::new(|_| panic!("the hook itself panics")));
+                // Supervised panics reach the application's hook only when asked.
+                supervised_core::forward_supervised_panics(true);
                 let _ = Spec::new("hook")
                     .run(CancellationToken::new(), |_ctx: Context| async {
                         fail("first")

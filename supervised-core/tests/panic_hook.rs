@@ -21,6 +21,8 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     std::panic::set_hook(Box::new(move |_| {
         calls.fetch_add(1, Ordering::SeqCst);
     }));
+    // An error reporter that must see supervised panics asks for them.
+    supervised_core::forward_supervised_panics(true);
 
     let registry = Registry::new();
     let exit = Spec::new("hooked")
@@ -75,8 +77,8 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     // Panics outside supervised code are not recorded anywhere.
     let _ = std::panic::catch_unwind(|| fail("outside"));
 
-    // With forwarding off, supervised panics stop at our hook; others still
-    // reach the application's hook.
+    // With forwarding off (the default), supervised panics stop at our hook;
+    // others still reach the application's hook.
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
     std::panic::set_hook(Box::new(move |_| {
@@ -98,6 +100,5 @@ async fn application_hook_is_kept_and_locations_and_backtraces_are_recorded() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     let _ = std::panic::catch_unwind(|| fail("outside"));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    supervised_core::forward_supervised_panics(true);
     let _ = std::panic::take_hook();
 }

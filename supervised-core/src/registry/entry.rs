@@ -255,10 +255,10 @@ impl Entry {
             tracing::warn!(
                 task = %self.name,
                 attempt = sup.attempt.load(Ordering::Relaxed),
-                blocked_for = %crate::format::Secs(took),
-                blocking_after = %crate::format::Secs(sup.settings.blocking_after),
+                blocked_for = %crate::format::Rounded(took),
+                blocking_after = %crate::format::Rounded(sup.settings.blocking_after),
                 "supervised task blocked its worker thread: one poll ran for {}",
-                crate::format::Secs(took),
+                crate::format::Rounded(took),
             );
         }
     }

@@ -1,8 +1,9 @@
 //! What the registry reports: states, failures and task statuses.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use crate::backtrace::PanicBacktrace;
 
 /// Where a supervised task is in its life.
 #[non_exhaustive]
@@ -124,8 +125,9 @@ pub struct Failure {
     /// Where the panic happened, as `file:line:column`, when known.
     pub location: Option<String>,
     /// A backtrace of the panic, captured when `RUST_BACKTRACE` (or
-    /// `RUST_LIB_BACKTRACE`) asks for one.
-    pub backtrace: Option<Arc<std::backtrace::Backtrace>>,
+    /// `RUST_LIB_BACKTRACE`) asks for one, trimmed to the task's own frames
+    /// (all frames with `RUST_BACKTRACE=full`).
+    pub backtrace: Option<PanicBacktrace>,
     /// The attempt that failed (1 for the first run).
     pub attempt: u32,
     /// When the failure was seen (wall clock, for display).

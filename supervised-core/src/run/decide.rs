@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Exit, GaveUp, Spec};
-use crate::format::Secs;
+use crate::format::Rounded;
 use crate::policy::{Jitter, RestartPolicy, Rng};
 use crate::registry::{Entry, Failure, FailureKind, TaskState};
 
@@ -117,7 +117,7 @@ pub(super) fn decide(
         None => tracing::info!(
             task = name,
             attempt,
-            next_delay = %Secs(delay),
+            next_delay = %Rounded(delay),
             "supervised task returned; restarting (policy `always`)"
         ),
     }
@@ -160,17 +160,16 @@ enum Next<'a> {
 
 fn log_failure(name: &str, failure: &Failure, restarts: u64, next: Next<'_>) {
     let location = failure.location.as_deref();
-    // Displayed, not debug-escaped: a backtrace is read line by line.
-    let backtrace = failure
-        .backtrace
-        .as_ref()
-        .map(|b| tracing::field::display(b.as_ref()));
+    // Displayed, not debug-escaped, from a line of its own: a backtrace is
+    // read frame by frame.
+    let backtrace = failure.backtrace.as_ref().map(|b| format!("\n{b}"));
+    let backtrace = backtrace.as_deref().map(tracing::field::display);
     match next {
         Next::Restart(delay) => tracing::error!(
             task = name,
             attempt = failure.attempt,
             restarts,
-            next_delay = %Secs(delay),
+            next_delay = %Rounded(delay),
             kind = %failure.kind,
             location,
             error = %failure.message,

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::Spec;
 use crate::context::Scope;
-use crate::format::Secs;
+use crate::format::Rounded;
 use crate::policy::OnStale;
 use crate::registry::{lock, Entry, Failure, FailureKind};
 
@@ -91,10 +91,10 @@ pub(super) async fn watchdog(
             tracing::warn!(
                 task = %spec.name,
                 state = %entry.state().map_or("unknown", |s| s.as_str()),
-                quiet = %Secs(quiet),
-                stale_after = %Secs(stale_after),
+                quiet = %Rounded(quiet),
+                stale_after = %Rounded(stale_after),
                 "supervised task is stale: no heartbeat for {}",
-                Secs(quiet),
+                Rounded(quiet),
             );
         }
         if spec.on_stale == OnStale::Restart {
@@ -103,8 +103,8 @@ pub(super) async fn watchdog(
                 if silent > stale_after {
                     let message = format!(
                         "no heartbeat for {} (stale_after {})",
-                        Secs(silent),
-                        Secs(stale_after)
+                        Rounded(silent),
+                        Rounded(stale_after)
                     );
                     stall.fire(
                         attempt,

@@ -14,7 +14,7 @@ use super::decide::{decide, finish, record, Ending, Streak};
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, Spec, TaskOutput};
 use crate::context::{Context, Scope};
-use crate::format::Secs;
+use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
 use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
 
@@ -301,7 +301,7 @@ async fn watch_attempt(
             tracing::warn!(
                 task = %spec.name,
                 attempt,
-                grace = %Secs(spec.grace),
+                grace = %Rounded(spec.grace),
                 "supervised task did not stop within its grace period; aborting it"
             );
             Ending::Cancelled(None)
