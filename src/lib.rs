@@ -104,7 +104,7 @@ pub use supervised_core::*;
 ///         async move {
 ///             let _ = (queue, batch);
 ///             while !ctx.is_cancelled() {
-///                 ctx.heartbeat(); // injected into every top-level loop
+///                 ctx.heartbeat(); // injected into each loop the body reaches
 ///                 tokio::time::sleep(Duration::from_secs(1)).await;
 ///             }
 ///             Ok::<(), String>(())
@@ -116,24 +116,101 @@ pub use supervised_core::*;
 ///
 /// # The fn
 ///
-/// * It must be an `async fn` without generics, `impl Trait` arguments or
-///   `self`. Its visibility, docs and attributes are kept.
+/// * It must be an `async fn`. Its visibility, docs, attributes, generics
+///   (with their bounds and `where` clause) and `impl Trait` arguments are
+///   kept; lifetime parameters are not allowed (everything an attempt holds
+///   is `'static`).
 /// * A parameter whose type is `Context` (or a path ending in `Context`) is
-///   supplied by the runtime and removed from the signature. Every other
-///   argument must be `Clone + Send + 'static` and is cloned for each attempt,
-///   so an attempt starts from the values the fn was called with.
-/// * It returns nothing, `()`, or `Result<(), E>` with `E: Display`
-///   (`anyhow::Result<()>`, `io::Result<()>`, boxed errors). An `Err` or a
+///   supplied by the runtime and removed from the signature. Under another
+///   name (`use supervised::Context as Ctx`), mark it: `#[context] ctx: Ctx`;
+///   once a parameter is marked, no other is taken for the context, so an
+///   application type that happens to be named `Context` can be an argument.
+/// * Every other argument must be `Clone + Send + 'static` and is cloned for
+///   each attempt, so an attempt starts from the values the fn was called
+///   with. A `#[cfg(..)]` on a parameter is honoured.
+/// * A method taking `self: Arc<Self>` (or `self` of a `Clone` type) is a
+///   task too, called as `Service::run(arc)` or `arc.run()`; each attempt gets
+///   a clone of the receiver, which the body names `self` as usual.
+/// * It returns `()`, `Result<(), E>`, [`Infallible`](std::convert::Infallible)
+///   or `Result<Infallible, E>` with `E: Display + Send + 'static`
+///   (`anyhow::Result<()>`, `io::Result<()>`, boxed errors), under any name:
+///   aliases work, since the check is the [`TaskOutput`] bound. An `Err` or a
 ///   panic is a failure. A body that never returns is fine.
+///
+/// ```
+/// use std::sync::Arc;
+/// use supervised::{supervised, Context};
+///
+/// trait Store: Clone + Send + Sync + 'static {}
+///
+/// #[supervised]
+/// async fn relay<S: Store>(ctx: Context, store: S) -> std::io::Result<()> {
+///     let _ = (ctx, store);
+///     Ok(())
+/// }
+///
+/// struct Poller;
+///
+/// impl Poller {
+///     #[supervised(name = "poller")]
+///     async fn run(self: Arc<Self>) {
+///         loop {
+///             self.poll_once().await;
+///         }
+///     }
+///
+///     async fn poll_once(&self) {
+///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///     }
+/// }
+///
+/// let task = Poller::run(Arc::new(Poller));
+/// assert_eq!(task.name(), "poller");
+/// ```
 ///
 /// # Injected heartbeat
 ///
-/// Every iteration of each `loop`, `while` and `for` that is a statement (or
-/// the tail expression) of the fn's own body records a heartbeat, at the start
-/// of the iteration, so `continue` counts too. Loops nested deeper, in
-/// closures or in async blocks are left alone; code there calls
-/// [`Context::heartbeat`] itself. `heartbeat = "manual"` turns injection off.
-/// A heartbeat costs a few relaxed atomic operations.
+/// Every iteration of each `loop`, `while` and `for` the fn's body reaches
+/// without entering another loop, a closure, an async block or a nested item
+/// records a heartbeat, at the start of the iteration, so `continue` counts
+/// too: statements and the tail, `let v = loop { .. }`, `if`/`else` branches,
+/// `match` arms, plain, labelled and `unsafe` blocks. Nested loops pay
+/// nothing. Loops in closures, async blocks or inside macros (`select!`) are
+/// not seen; code there calls [`Context::heartbeat`] itself.
+/// `heartbeat = "manual"` turns injection off. A heartbeat costs a few relaxed
+/// atomic operations.
+///
+/// A fn with `stale_after` but nothing that can beat (no instrumented loop
+/// and no `Context` parameter) would always be stale: that is a compile error
+/// at `stale_after`, which says what to write. A fn with neither is marked
+/// [`Spec::without_heartbeat`]: readiness does not wait for its first beat.
+///
+/// # Tracing
+///
+/// Every attempt runs inside a span named `supervised` with the fields
+/// `task` and `attempt`, entered by the runtime, so every event the task logs
+/// carries them. `#[tracing::instrument]` written *below* `#[supervised]`
+/// instruments each attempt: its span is a child of the attempt's span,
+/// entered and with its fields recorded for every attempt (the span is named
+/// after the fn unless `name = ".."` is given). Written above, it would
+/// instrument the call that builds the task: a compile error says to move it.
+///
+/// ```
+/// use supervised::{supervised, Context};
+///
+/// #[supervised(stale_after = "1m")]
+/// #[tracing::instrument(skip(ctx))]
+/// async fn relay(ctx: Context, port: u16) {
+///     loop {
+///         tracing::info!("relaying"); // supervised{task="relay" attempt=1}:relay{port=80}: relaying
+///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///     }
+/// }
+/// # let _ = relay(80);
+/// ```
+///
+/// Built with `--cfg tokio_unstable`, each attempt's tokio task is named
+/// `<task>#<attempt>`, as tokio-console shows it.
 ///
 /// # Arguments
 ///
@@ -161,7 +238,9 @@ pub use supervised_core::*;
 /// are set on the returned task: `task.with_spec(|s| s.registry(&registry))`.
 ///
 /// Mistakes are compile errors pointing at the offending token, all reported
-/// at once:
+/// at once, and nothing else: the fn the call sites expect (same name and
+/// arguments, returning a `Task`) is still emitted, so they add no errors of
+/// their own. A syntax error in the body is reported by rustc, once.
 ///
 /// ```compile_fail
 /// # use supervised::supervised;

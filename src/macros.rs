@@ -76,9 +76,15 @@
 /// # }
 /// ```
 ///
-/// Two different fns declaring the same `name` cannot be seen from the call
-/// site: `spawn_all!` then panics with a message naming both, before starting
-/// the second.
+/// To run one fn twice, rename the second task: `spawn_all!(shard(1),
+/// shard(2).named("shard-2"))`. Two different fns declaring the same `name`
+/// cannot be seen from the call site: `spawn_all!` then panics with a message
+/// naming both and suggesting `.named(..)`, before starting the second.
+///
+/// Other mistakes get a compile error that says what to write: the
+/// `token = ..;` option after the tasks, tasks separated by `;`, the bare
+/// name of a fn that takes arguments, a plain `async fn` call (a future, not
+/// a task).
 ///
 /// # Panics
 ///

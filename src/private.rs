@@ -8,28 +8,86 @@ use std::future::Future;
 
 pub use ::core::time::Duration;
 pub use supervised_core::{
-    CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec, Task, TaskOutput,
+    BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec, Task,
+    TaskOutput,
 };
 pub use supervised_macros::__spawn_all;
 
-/// Returns the attempt future unchanged. Fixes its output to the fn's declared
-/// return type `R` (also when the body never returns, in every edition) and
-/// checks that `R` is one a supervised fn may return.
-#[inline(always)]
-pub fn attempt<R, F>(attempt: F) -> F
+/// The future of one attempt of a `#[supervised]` fn, with its output turned
+/// into the attempt's outcome. Fixes the output to the fn's declared return
+/// type `R` (also when the body never returns, in every edition) and checks,
+/// once and at the return type, that `R` is one a supervised fn may return.
+#[inline]
+pub fn attempt<R, F>(attempt: F) -> BoxedAttempt
 where
     R: TaskOutput,
     F: Future<Output = R> + Send + 'static,
 {
-    attempt
+    Box::pin(async move { attempt.await.into_outcome() })
 }
 
-/// What `spawn_all!` accepts as a task.
+/// What every argument of a `#[supervised]` fn must be: it is kept for
+/// restarts and cloned for each attempt. The generated code clones through
+/// [`arg`], with the argument's span, so that this message points at it.
+#[diagnostic::on_unimplemented(
+    message = "an argument of a `#[supervised]` fn must be `Clone + Send + 'static`, but `{Self}` is not",
+    label = "each attempt gets its own clone of this argument",
+    note = "derive or implement `Clone` for it, or share it: `Arc<...>` (with a `Mutex` \
+            inside for shared mutable state)"
+)]
+pub trait Arg: Sized {
+    /// A clone for one attempt.
+    fn clone_for_attempt(&self) -> Self;
+}
+
+impl<T: Clone + Send + 'static> Arg for T {
+    #[inline(always)]
+    fn clone_for_attempt(&self) -> Self {
+        self.clone()
+    }
+}
+
+/// A clone of `value` for one attempt.
+#[inline(always)]
+pub fn arg<T: Arg>(value: &T) -> T {
+    value.clone_for_attempt()
+}
+
+/// What a parameter taken for the runtime's [`Context`] must be.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not `supervised::Context`, but this parameter is taken for it",
+    label = "`#[supervised]` gives the runtime's `Context` to the parameter whose type is named `Context`",
+    note = "to take a value of your own type named `Context`, mark the runtime's context \
+            parameter with `#[context]` (e.g. `#[context] ctx: supervised::Context`): \
+            then only the marked parameter receives it"
+)]
+pub trait FromContext {
+    /// The parameter's value.
+    fn from_context(ctx: Context) -> Self;
+}
+
+impl FromContext for Context {
+    #[inline(always)]
+    fn from_context(ctx: Context) -> Self {
+        ctx
+    }
+}
+
+/// The value of the fn's `Context` parameter.
+#[inline(always)]
+pub fn context<C: FromContext>(ctx: Context) -> C {
+    C::from_context(ctx)
+}
+
+/// What `spawn_all!` accepts as a task, written as an expression other than
+/// a bare name.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a supervised task",
     label = "expected a `supervised::Task`",
-    note = "`spawn_all!` takes calls of `#[supervised]` fns like `worker(db.clone())`, \
-            `Task` values, or the bare name of a `#[supervised]` fn without arguments"
+    note = "a call of a plain `async fn` gives a future, not a task: put `#[supervised]` on \
+            the fn, or build the task with `Task::new(Spec::new(\"name\"), |ctx| fut)`",
+    note = "`spawn_all!` takes calls of `#[supervised]` fns like `worker(db.clone())`, `Task` \
+            values, or the bare name of a `#[supervised]` fn without arguments"
 )]
 pub trait IntoTask {
     /// The task.
@@ -43,11 +101,61 @@ impl IntoTask for Task {
     }
 }
 
+/// A bare name given to `spawn_all!`: a `Task` value, or a `#[supervised]`
+/// fn without arguments. Method resolution picks, in this order, the
+/// inherent method (a `Task`), [`ByNameFn`] (a fn without arguments), and
+/// [`ByNameOther`], whose bound reports anything else with a message that
+/// says what to write.
+pub struct ByName<T>(pub T);
+
+impl ByName<Task> {
+    /// The task.
+    #[inline]
+    pub fn into_task(self) -> Task {
+        self.0
+    }
+}
+
 /// The bare name of a `#[supervised]` fn without arguments.
-impl<F: FnOnce() -> Task> IntoTask for F {
+pub trait ByNameFn {
+    /// The task the fn returns.
+    fn into_task(self) -> Task;
+}
+
+impl<F: FnOnce() -> Task> ByNameFn for ByName<F> {
     #[inline]
     fn into_task(self) -> Task {
-        self()
+        (self.0)()
+    }
+}
+
+/// What a bare name given to `spawn_all!` must be; nothing else implements
+/// it, so reaching it is the compile error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is neither a `Task` nor a `#[supervised]` fn without arguments",
+    label = "`spawn_all!` calls a bare name with no arguments",
+    note = "a `#[supervised]` fn that takes arguments is spawned by calling it: write \
+            `name(args)`, e.g. `worker(db.clone())`"
+)]
+pub trait BareName {}
+
+/// Any other bare name: a compile error through [`BareName`].
+pub trait ByNameOther {
+    /// The value named.
+    type Named;
+    /// Never called: the bound cannot hold.
+    fn into_task(self) -> Task
+    where
+        Self::Named: BareName;
+}
+
+impl<T> ByNameOther for &ByName<T> {
+    type Named = T;
+    fn into_task(self) -> Task
+    where
+        T: BareName,
+    {
+        unreachable!("no type implements `BareName`")
     }
 }
 
@@ -82,7 +190,7 @@ pub fn spawn_member(group: &mut Group, task: Task, argument: &str) {
     if let Err(name) = group.try_spawn(task) {
         panic!(
             "spawn_all!: `{argument}` is a second task named `{name}`; the tasks of one group \
-             need different names (set one with `#[supervised(name = \"...\")]`)"
+             need different names: rename one with `{argument}.named(\"...\")`"
         );
     }
 }

@@ -48,7 +48,14 @@ async fn beating_loop() {
 }
 
 #[supervised(stale_after = "5s", on_stale = "restart", heartbeat = "manual")]
-async fn manual_loop() {
+async fn manual_loop(_ctx: Context) {
+    loop {
+        sleep(SEC).await;
+    }
+}
+
+#[supervised(heartbeat = "manual")]
+async fn manual_loop_without_context() {
     loop {
         sleep(SEC).await;
     }
@@ -543,17 +550,17 @@ async fn max_restarts_within_gives_up_on_a_crash_loop() {
 }
 
 #[supervised(stale_after = "10s", heartbeat = "manual")]
-async fn stalls_reported() {
+async fn stalls_reported(_ctx: Context) {
     std::future::pending::<()>().await;
 }
 
 #[supervised(stale_after = "10s", on_stale = "report", heartbeat = "manual")]
-async fn stalls_reported_explicitly() {
+async fn stalls_reported_explicitly(_ctx: Context) {
     std::future::pending::<()>().await;
 }
 
 #[supervised(stale_after = "10s", on_stale = "restart", heartbeat = "manual")]
-async fn stalls_restarted() {
+async fn stalls_restarted(_ctx: Context) {
     std::future::pending::<()>().await;
 }
 
@@ -621,11 +628,12 @@ fn a_fn_with_no_heartbeat_site_is_marked_heartbeat_less() {
     // must not wait for a beat that can never come.
     assert!(!no_context(Arc::default()).spec().expects_heartbeat());
     assert!(!wildcard_context().spec().expects_heartbeat());
-    assert!(!manual_loop().spec().expects_heartbeat());
+    assert!(!manual_loop_without_context().spec().expects_heartbeat());
     assert!(!nested::public_task().spec().expects_heartbeat());
     // An instrumented loop, or a `Context` to call `heartbeat` on.
     assert!(ticks_every_second().spec().expects_heartbeat());
     assert!(beating_loop().spec().expects_heartbeat());
+    assert!(manual_loop().spec().expects_heartbeat());
     assert!(context_in_the_middle(1, String::new(), Arc::default())
         .spec()
         .expects_heartbeat());

@@ -109,7 +109,7 @@ async fn a_token_by_reference_and_join() {
 }
 
 #[supervised(name = "spawn_all-stale", stale_after = "2s", heartbeat = "manual")]
-async fn silent() {
+async fn silent(_ctx: Context) {
     std::future::pending::<()>().await;
 }
 

@@ -77,5 +77,7 @@ pub use registry::{
     Registry, TaskState, TaskStatus,
 };
 pub use run::{run_with_recover, Exit, GaveUp, Spec, TaskOutput};
+#[doc(hidden)]
+pub use task::BoxedAttempt;
 pub use task::Task;
 pub use tokio_util::sync::CancellationToken;

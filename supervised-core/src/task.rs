@@ -14,8 +14,11 @@ use crate::context::Context;
 use crate::registry::{Entry, Registry};
 use crate::run::{Exit, Spec, TaskOutput};
 
-type Attempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
-type Factory = Box<dyn FnMut(Context) -> Attempt + Send + 'static>;
+/// The future of one attempt, boxed, with its outcome as output. Not public
+/// API.
+#[doc(hidden)]
+pub type BoxedAttempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+type Factory = Box<dyn FnMut(Context) -> BoxedAttempt + Send + 'static>;
 
 /// A supervised task, ready to run: its [`Spec`] and a factory that makes one
 /// future per attempt.
@@ -48,7 +51,25 @@ impl fmt::Debug for Task {
 }
 
 impl Task {
-    /// Packages `f` under `spec`.
+    /// Packages `f` under `spec`: `f` makes the future of each attempt.
+    ///
+    /// The futures' output is a [`TaskOutput`]. A closure whose `async`
+    /// block never returns needs its output type written out from edition
+    /// 2024 on (see [the never-type trap](TaskOutput#the-never-type-trap-in-hand-written-closures)):
+    ///
+    /// ```
+    /// use supervised_core::{Context, Spec, Task};
+    ///
+    /// let task = Task::new(Spec::new("forever"), |ctx: Context| async move {
+    ///     loop {
+    ///         ctx.heartbeat();
+    ///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    ///     }
+    ///     #[allow(unreachable_code)]
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// # drop(task);
+    /// ```
     pub fn new<F, Fut>(spec: Spec, mut f: F) -> Task
     where
         F: FnMut(Context) -> Fut + Send + 'static,
@@ -61,6 +82,20 @@ impl Task {
                 let fut = f(ctx);
                 Box::pin(async move { fut.await.into_outcome() })
             }),
+        }
+    }
+
+    /// Packages `f`, whose futures already give the outcome of an attempt.
+    /// Used by the code `#[supervised]` generates, which checks the fn's
+    /// return type once, at the return type. Not public API.
+    #[doc(hidden)]
+    pub fn from_outcomes<F>(spec: Spec, f: F) -> Task
+    where
+        F: FnMut(Context) -> BoxedAttempt + Send + 'static,
+    {
+        Task {
+            spec,
+            factory: Box::new(f),
         }
     }
 

@@ -159,7 +159,7 @@ async fn a_new_attempt_gets_its_whole_stale_after_before_it_counts_as_stalled() 
     let task = spec.spawn(token.clone(), |ctx: Context| async move {
         if ctx.attempt() == 1 {
             ctx.heartbeat();
-            return Err("first attempt fails");
+            return Err::<(), _>("first attempt fails");
         }
         // Beats 4 s after starting: within its stale_after.
         sleep(secs(4)).await;

@@ -97,6 +97,11 @@ impl Args {
         }
     }
 
+    /// The `stale_after` key, when the task is judged on its heartbeats.
+    pub(crate) fn stale_after_key(&self) -> Option<Span> {
+        self.stale_after.as_ref().map(|g| g.key)
+    }
+
     pub(crate) fn auto_heartbeat(&self) -> bool {
         self.heartbeat.as_ref().is_none_or(|h| h.value)
     }

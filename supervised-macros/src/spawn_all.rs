@@ -56,12 +56,52 @@ impl Parse for Input {
         } else {
             None
         };
-        let tasks = Punctuated::parse_terminated(input)?;
+        let mut tasks = Punctuated::new();
+        while !input.is_empty() {
+            let task: Expr = input.parse()?;
+            if let Some(key) = option_after_tasks(&task) {
+                return Err(syn::Error::new_spanned(
+                    &task,
+                    format_args!(
+                        "`{key} = ...` goes before the tasks, ended by `;`: \
+                         `spawn_all!({key} = {}; a(), b())`",
+                        match &task {
+                            Expr::Assign(a) => a.right.to_token_stream().to_string(),
+                            _ => unreachable!(),
+                        }
+                    ),
+                ));
+            }
+            tasks.push_value(task);
+            if input.is_empty() {
+                break;
+            }
+            if input.peek(Token![;]) {
+                let semi: Token![;] = input.parse()?;
+                return Err(syn::Error::new(
+                    semi.span,
+                    "separate the tasks with `,`: `spawn_all!(a(), b())` (a `;` only ends \
+                     the `token = ...;` option before the tasks)",
+                ));
+            }
+            tasks.push_punct(input.parse::<Token![,]>()?);
+        }
         Ok(Input {
             krate,
             token,
             tasks,
         })
+    }
+}
+
+/// `token = t` written among the tasks: the option's key.
+fn option_after_tasks(task: &Expr) -> Option<String> {
+    let Expr::Assign(assign) = task else {
+        return None;
+    };
+    match &*assign.left {
+        Expr::Path(p) if p.path.is_ident("token") => Some("token".to_owned()),
+        _ => None,
     }
 }
 
@@ -97,10 +137,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
             errors.spanned(
                 task,
                 format_args!(
-                    "`{}` is spawned twice in this `spawn_all!`: both tasks would have the \
-                     same name, and the tasks of a group need different names; remove one, \
-                     or declare a second `#[supervised(name = \"...\")]` fn",
-                    task.to_token_stream()
+                    "`{task}` is spawned twice in this `spawn_all!`: both tasks would have \
+                     the same name, and the tasks of a group need different names; remove \
+                     one, or rename the second: `{task}.named(\"...\")`",
+                    task = duplicate_key(task)
                 ),
             );
         } else {
@@ -121,7 +161,16 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
     };
     let spawns = tasks.iter().map(|task| {
         let text = task.to_token_stream().to_string();
-        let task = quote_spanned!(task.span()=> #pm::IntoTask::into_task(#task));
+        // A bare name is a `Task` value or a fn without arguments; anything
+        // else must be a `Task`. Each has its own message.
+        let task = match task {
+            Expr::Path(_) => quote_spanned! {task.span()=> {
+                #[allow(unused_imports)]
+                use #pm::{ByNameFn as _, ByNameOther as _};
+                #pm::ByName(#task).into_task()
+            }},
+            _ => quote_spanned!(task.span()=> #pm::IntoTask::into_task(#task)),
+        };
         quote!(#pm::spawn_member(&mut #group, #task, #text);)
     });
     quote! {

@@ -1,5 +1,6 @@
 //! The supervision loop: run an attempt, catch how it ends, wait, run again.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -20,13 +21,50 @@ mod supervise;
 
 use supervise::{register, supervise};
 
-/// What a supervised fn may return: `()` or `Result<(), E>` with `E: Display`.
+/// What a supervised fn may return: `()`, `Result<(), E>`, [`Infallible`] or
+/// `Result<Infallible, E>`, with `E: Display + Send + 'static`.
 ///
 /// `Ok(())` and `()` are clean returns; `Err(e)` is a failure whose message is
 /// `e` rendered with `{:#}` (which for `anyhow::Error` includes its causes).
+/// `Infallible` says in the type that the task never returns cleanly; a
+/// `Result<Infallible, E>` can only end in a failure.
+///
+/// Any spelling of these types works, aliases included
+/// (`type JobResult = std::io::Result<()>`).
+///
+/// # The never-type trap in hand-written closures
+///
+/// An `async` block whose body never ends (`async move { loop { .. } }`) has
+/// no output type of its own: Rust picks `()` in editions up to 2021 and `!`
+/// from edition 2024, and `!` is not a `TaskOutput`. Give the block its type
+/// with [`Task::new`](crate::Task::new)'s closure returning a typed value, for
+/// example by ending the body with `Ok::<(), E>(())` after the loop, or write
+/// the task as a `#[supervised]` fn, whose return type fixes the output in
+/// every edition.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a return type of a supervised task",
+    label = "a supervised task returns `()`, `Result<(), E>`, `Infallible` or `Result<Infallible, E>`",
+    note = "`E` must be `Display + Send + 'static` (e.g. `anyhow::Error`, `std::io::Error`, `String`)",
+    note = "the runtime restarts on `Err` and has no use for an `Ok` value: send or store it from the body"
+)]
 pub trait TaskOutput: Send + 'static {
     /// `Ok` for a clean return, `Err(message)` for a failure.
     fn into_outcome(self) -> Result<(), String>;
+}
+
+impl TaskOutput for Infallible {
+    fn into_outcome(self) -> Result<(), String> {
+        match self {}
+    }
+}
+
+impl<E: fmt::Display + Send + 'static> TaskOutput for Result<Infallible, E> {
+    fn into_outcome(self) -> Result<(), String> {
+        match self {
+            Ok(never) => match never {},
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
 }
 
 impl TaskOutput for () {

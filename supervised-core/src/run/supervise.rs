@@ -183,7 +183,7 @@ where
         }
         guard.scope = Some(scope.clone());
         let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
-        let ending = match spawn_attempt(&mut f, ctx, entry, &scope, attempt) {
+        let ending = match spawn_attempt(&mut f, ctx, &spec.name, entry, &scope, attempt) {
             Ok(handle) => {
                 guard.attempt = Some(handle);
                 watch_attempt(spec, token, guard, &scope, attempt).await
@@ -224,11 +224,17 @@ where
 /// Makes attempt `attempt` with `f` and starts it on its own tokio task. The
 /// factory is supervised code too: a panic in it fails the attempt.
 ///
+/// The factory runs, and the attempt is polled, inside the attempt's span
+/// (`supervised`, with the fields `task` and `attempt`), so every event the
+/// task logs carries them. Under `--cfg tokio_unstable` the attempt's tokio
+/// task is named `<task>#<attempt>`, as tokio-console shows it.
+///
 /// A plain fn: the user's future passes through here on its way to its task,
 /// and is never kept in the supervisor's future.
 fn spawn_attempt<F, Fut>(
     f: &mut F,
     ctx: Context,
+    name: &str,
     entry: &Arc<Entry>,
     scope: &Arc<Scope>,
     attempt: u32,
@@ -238,11 +244,15 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    let fut = catch_call(attempt, || f(ctx)).map_err(Box::new)?;
+    let span = tracing::info_span!("supervised", task = name, attempt);
+    let fut = span
+        .in_scope(|| catch_call(attempt, || f(ctx)))
+        .map_err(Box::new)?;
     let attempt_fut = Scope::track(
         scope,
         Timed {
             entry: entry.clone(),
+            span,
             inner: CatchPanic::new(
                 async move {
                     fut.await
@@ -253,7 +263,25 @@ where
             ),
         },
     );
-    Ok(tokio::spawn(attempt_fut))
+    #[cfg(tokio_unstable)]
+    {
+        let task_name = format!("{name}#{attempt}");
+        tokio::task::Builder::new()
+            .name(&task_name)
+            .spawn(attempt_fut)
+            .map_err(|e| {
+                Box::new(Failure::new(
+                    FailureKind::Panic,
+                    format!("could not start the attempt's task: {e}"),
+                    attempt,
+                ))
+            })
+    }
+    #[cfg(not(tokio_unstable))]
+    {
+        let _ = name;
+        Ok(tokio::spawn(attempt_fut))
+    }
 }
 
 /// Aborts the attempt (a no-op when it has ended) and its children, and waits
@@ -325,9 +353,12 @@ fn from_join(joined: Result<Result<(), Failure>, tokio::task::JoinError>, attemp
 
 pin_project_lite::pin_project! {
     /// The attempt's future, with each poll's start stamped in its entry so
-    /// that a status read can tell a poll that blocks its thread.
+    /// that a status read can tell a poll that blocks its thread, and each
+    /// poll inside the attempt's span.
     struct Timed<F> {
         entry: Arc<Entry>,
+        // The attempt's span, entered for each poll.
+        span: tracing::Span,
         #[pin]
         inner: F,
     }
@@ -342,6 +373,7 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let started = this.entry.poll_begin();
         let polled = this.inner.poll(cx);
         this.entry.poll_end(started);

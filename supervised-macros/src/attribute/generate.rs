@@ -1,0 +1,228 @@
+//! The expansion: a fn with the same name and arguments that returns a
+//! `Task` whose attempts run the body.
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Attribute, FnArg, Ident, Signature, Visibility};
+
+use super::rename;
+use super::signature::Plan;
+use crate::args::{Args, Given};
+use crate::duration::Dur;
+
+/// The parts of the fn that reach the expansion, once checked.
+pub(super) struct Parts {
+    pub(super) attrs: Vec<Attribute>,
+    pub(super) vis: Visibility,
+    pub(super) sig: Signature,
+    /// The body, braces included: heartbeats injected, and `self` renamed
+    /// when the body runs inside the attempt's closure.
+    pub(super) body: TokenStream,
+    /// How many loops of the body record a heartbeat.
+    pub(super) beats: usize,
+    /// A `#[tracing::instrument]` written below `#[supervised]`.
+    pub(super) instrument: Option<Attribute>,
+    /// The body or signature names `Self`.
+    pub(super) names_self: bool,
+}
+
+/// The name of the runtime's handle on the attempt, invisible to the user's
+/// code.
+pub(super) fn hidden_ctx() -> Ident {
+    Ident::new("__supervised_ctx", Span::mixed_site())
+}
+
+pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
+    let Parts {
+        attrs,
+        vis,
+        sig,
+        body,
+        beats,
+        instrument,
+        names_self,
+    } = parts;
+    let krate = args.krate();
+    let pm = quote!(#krate::__private);
+    let fn_name = &sig.ident;
+    let task_name = match &args.name {
+        Some(g) => syn::LitStr::new(&g.value, g.span),
+        None => syn::LitStr::new(&fn_name.unraw().to_string(), fn_name.span()),
+    };
+    let ctx = hidden_ctx();
+
+    let must_use = (!attrs.iter().any(|a| a.path().is_ident("must_use")))
+        .then(|| quote!(#[must_use = "a `Task` does nothing until it is run or spawned"]));
+
+    // Each argument is cloned for each attempt through one generic helper,
+    // whose bound is the one check of its type; the call carries the
+    // argument's span, so the message points at it.
+    let mut clones = Vec::new();
+    let mut keep_receiver = None;
+    if let Some(r) = &plan.receiver {
+        let kept = Ident::new("__supervised_self", Span::mixed_site());
+        let self_token = r.token;
+        keep_receiver = Some(quote!(let #kept = #self_token;));
+        let renamed = rename::renamed(r.token.span);
+        let mutability = r.mutability.filter(|_| instrument.is_none());
+        let clone = quote_spanned!(r.ty.span()=> #pm::arg(&#kept));
+        clones.push(quote!(let #mutability #renamed = #clone;));
+    }
+    for a in &plan.args {
+        let mutability = a.mutability.filter(|_| instrument.is_none());
+        let (ident, cfgs) = (&a.ident, &a.cfgs);
+        let clone = quote_spanned!(a.ty.span()=> #pm::arg(&#ident));
+        clones.push(quote!(#(#cfgs)* let #mutability #ident = #clone;));
+    }
+
+    // The value of the user's `Context` parameter.
+    let user_ctx_value = plan.ctx.as_ref().map(|c| {
+        let value = if beats > 0 {
+            quote!(::core::clone::Clone::clone(&#ctx))
+        } else {
+            quote!(#ctx)
+        };
+        let ty = &c.ty;
+        quote_spanned!(c.ty.span()=> #pm::context::<#ty>(#value))
+    });
+    let uses_ctx = plan.ctx.is_some() || beats > 0;
+    let ctx_param = if uses_ctx { quote!(#ctx) } else { quote!(_) };
+
+    let mut spec = spec_calls(args, &pm);
+    if beats == 0 && !plan.ctx.as_ref().is_some_and(|c| c.usable()) {
+        // Nothing in the fn can beat: readiness must not wait for a beat.
+        spec.extend(quote!(.without_heartbeat()));
+    }
+    let output = &plan.output;
+    let output_span = output.span();
+
+    let mut nested = None;
+    let mut sibling = None;
+    let attempt = match &instrument {
+        None => {
+            let bind_ctx = plan.ctx.as_ref().map(|c| {
+                let (pat, ty, cfgs) = (&c.pat, &c.ty, &c.cfgs);
+                quote!(#(#cfgs)* let #pat: #ty = #user_ctx_value;)
+            });
+            let attempt =
+                quote_spanned!(output_span=> #pm::attempt::<#output, _>(async move #body));
+            quote! {
+                #bind_ctx
+                #attempt
+            }
+        }
+        Some(attr) => {
+            // One `async fn` per attempt, carrying the user's attribute.
+            let inner = format_ident!("__supervised_attempt_{}", fn_name.unraw());
+            let hidden = (beats > 0).then_some(&ctx);
+            let attr = super::instrument::for_attempt(attr, &fn_name.unraw(), hidden);
+            let mut params: Vec<TokenStream> = Vec::new();
+            let mut call: Vec<TokenStream> = Vec::new();
+            if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
+                params.push(r.to_token_stream());
+                call.push(rename::renamed(r.self_token.span).to_token_stream());
+            }
+            if beats > 0 {
+                params.push(quote!(#ctx: #pm::Context));
+                call.push(if plan.ctx.is_some() {
+                    quote!(::core::clone::Clone::clone(&#ctx))
+                } else {
+                    quote!(#ctx)
+                });
+            }
+            for (i, input) in sig.inputs.iter().enumerate() {
+                let FnArg::Typed(t) = input else { continue };
+                let mut t = t.clone();
+                t.attrs.retain(|a| !super::signature::is_context_marker(a));
+                params.push(t.to_token_stream());
+                match &plan.ctx {
+                    Some(c) if c.index == i => {
+                        call.push(user_ctx_value.clone().into_token_stream())
+                    }
+                    _ => call.push(t.pat.to_token_stream()),
+                }
+            }
+            let generics = &sig.generics;
+            let where_clause = &sig.generics.where_clause;
+            let user_output = &sig.output;
+            let def = quote! {
+                #attr
+                #[allow(clippy::too_many_arguments)]
+                async fn #inner #generics (#(#params),*) #user_output #where_clause #body
+            };
+            let call = if plan.receiver.is_some() || names_self {
+                sibling = Some(quote!(#[doc(hidden)] #def));
+                quote!(Self::#inner(#(#call),*))
+            } else {
+                nested = Some(def);
+                quote!(#inner(#(#call),*))
+            };
+            quote_spanned!(output_span=> #pm::attempt::<#output, _>(#call))
+        }
+    };
+
+    let closure = quote! {
+        move |#ctx_param: #pm::Context| {
+            #(#clones)*
+            #attempt
+        }
+    };
+    let task = quote!(#pm::Task::from_outcomes(#pm::Spec::new(#task_name) #spec, #closure));
+    let fn_token = sig.fn_token;
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+    let params = &plan.params;
+    quote! {
+        #must_use
+        #(#attrs)*
+        #vis #fn_token #fn_name #generics (#(#params),*) -> #pm::Task #where_clause {
+            #nested
+            #keep_receiver
+            #task
+        }
+        #sibling
+    }
+}
+
+fn duration(pm: &TokenStream, d: Dur) -> TokenStream {
+    let secs = Literal::u64_unsuffixed(d.secs);
+    let nanos = Literal::u32_unsuffixed(d.nanos);
+    quote!(#pm::Duration::new(#secs, #nanos))
+}
+
+fn spec_calls(args: &Args, pm: &TokenStream) -> TokenStream {
+    let mut calls = TokenStream::new();
+    let dur_call = |calls: &mut TokenStream, method: &str, given: &Option<Given<Dur>>| {
+        if let Some(g) = given {
+            let method = Ident::new(method, g.key);
+            let d = duration(pm, g.value);
+            calls.extend(quote!(.#method(#d)));
+        }
+    };
+    dur_call(&mut calls, "backoff_initial", &args.backoff_initial);
+    dur_call(&mut calls, "backoff_max", &args.backoff_max);
+    if let Some(g) = &args.jitter {
+        let v = Ident::new(g.value, g.span);
+        calls.extend(quote!(.jitter(#pm::Jitter::#v)));
+    }
+    dur_call(&mut calls, "reset_after", &args.reset_after);
+    if let Some(g) = &args.restart {
+        let v = Ident::new(g.value, g.span);
+        calls.extend(quote!(.restart(#pm::RestartPolicy::#v)));
+    }
+    if let (Some(max), Some(within)) = (&args.max_restarts, &args.within) {
+        let n = Literal::u32_unsuffixed(max.value);
+        let d = duration(pm, within.value);
+        calls.extend(quote!(.max_restarts(#n, #d)));
+    }
+    dur_call(&mut calls, "stale_after", &args.stale_after);
+    if let Some(g) = &args.on_stale {
+        let v = Ident::new(g.value, g.span);
+        calls.extend(quote!(.on_stale(#pm::OnStale::#v)));
+    }
+    dur_call(&mut calls, "grace", &args.grace);
+    dur_call(&mut calls, "blocking_after", &args.blocking_after);
+    calls
+}
