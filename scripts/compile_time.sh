@@ -14,7 +14,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${WORK:-/tmp/supervised-compile-time}"
 EDITION="${EDITION:-2024}"
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-7}"
 N=100
 export CARGO_TARGET_DIR="$WORK/target"
 export RUSTFLAGS="-D warnings"

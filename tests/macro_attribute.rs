@@ -1,10 +1,13 @@
 //! `#[supervised]`: the rewritten signature, the injected heartbeat, per-attempt
 //! clones and every attribute knob, on tokio's paused clock.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::start;
 use supervised::{
     supervised, CancellationToken, Context, Exit, GaveUp, ManualClock, Registry, Task, TaskState,
 };
@@ -14,15 +17,6 @@ const SEC: Duration = Duration::from_secs(1);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Runs `task` in `registry` and returns its cancellation token.
-fn start(task: Task, registry: &Registry) -> (CancellationToken, tokio::task::JoinHandle<Exit>) {
-    let token = CancellationToken::new();
-    let handle = task
-        .with_spec(|s| s.registry(registry))
-        .spawn(token.clone());
-    (token, handle)
 }
 
 /// The gaps between consecutive instants.

@@ -6,22 +6,17 @@
 //! listens, and a test without a subscriber on another thread would race
 //! this one's thread-local subscriber for the runtime's call sites.
 
+mod common;
+
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use supervised::{supervised, CancellationToken, Context, Exit, Registry, Task};
+use common::start;
+use supervised::{supervised, Context, Registry};
 use tokio::time::sleep;
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn start(task: Task, registry: &Registry) -> (CancellationToken, tokio::task::JoinHandle<Exit>) {
-    let token = CancellationToken::new();
-    let handle = task
-        .with_spec(|s| s.registry(registry))
-        .spawn(token.clone());
-    (token, handle)
-}
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);

@@ -4,25 +4,20 @@
 //! loops in every position; each one run on tokio's paused clock.
 //! `#[tracing::instrument]` is in `macro_instrument.rs`.
 
+mod common;
+
 use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::start;
 use supervised::Context as Ctx;
-use supervised::{supervised, CancellationToken, Context, Exit, Registry, Task};
+use supervised::{supervised, Context, Exit, Registry};
 use tokio::time::sleep;
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn start(task: Task, registry: &Registry) -> (CancellationToken, tokio::task::JoinHandle<Exit>) {
-    let token = CancellationToken::new();
-    let handle = task
-        .with_spec(|s| s.registry(registry))
-        .spawn(token.clone());
-    (token, handle)
-}
 
 // --- generic fns and `impl Trait` arguments --------------------------------
 

@@ -1,14 +1,27 @@
-//! Helpers shared by the integration tests: a tiny HTTP/1.1 client over a
-//! tokio `TcpStream` and a server started on 127.0.0.1, port 0.
+//! Helpers shared by the integration tests: starting a task in a registry of
+//! the test's own, a tiny HTTP/1.1 client over a tokio `TcpStream` and a
+//! server started on 127.0.0.1, port 0.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use supervised::http::Endpoints;
-use supervised::CancellationToken;
+use supervised::{CancellationToken, Exit, Registry, Task};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Spawns `task` in `registry`; returns its token and its handle.
+pub fn start(
+    task: Task,
+    registry: &Registry,
+) -> (CancellationToken, tokio::task::JoinHandle<Exit>) {
+    let token = CancellationToken::new();
+    let handle = task
+        .with_spec(|s| s.registry(registry))
+        .spawn(token.clone());
+    (token, handle)
+}
 
 /// How long one request may take before the test fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,7 +1,7 @@
 //! The expansion: a fn with the same name and arguments that returns a
 //! `Task` whose attempts run the body.
 
-use proc_macro2::{Literal, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -26,6 +26,8 @@ pub(super) struct Parts {
     pub(super) instrument: Option<Attribute>,
     /// The body or signature names `Self`.
     pub(super) names_self: bool,
+    /// The span of the body's braces.
+    pub(super) body_span: Span,
 }
 
 /// The name of the runtime's handle on the attempt, invisible to the user's
@@ -43,6 +45,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
         beats,
         instrument,
         names_self,
+        body_span,
     } = parts;
     let krate = args.krate();
     let pm = quote!(#krate::__private);
@@ -174,14 +177,22 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
     let params = &plan.params;
-    quote! {
-        #must_use
-        #(#attrs)*
-        #vis #fn_token #fn_name #generics (#(#params),*) -> #pm::Task #where_clause {
+    // The body's braces keep the user's span: rustc's suggestions about the
+    // fn (e.g. on `.await` of the task) then point at the fn, not at the
+    // attribute.
+    let mut fn_body = Group::new(
+        Delimiter::Brace,
+        quote! {
             #nested
             #keep_receiver
             #task
-        }
+        },
+    );
+    fn_body.set_span(body_span);
+    quote! {
+        #must_use
+        #(#attrs)*
+        #vis #fn_token #fn_name #generics (#(#params),*) -> #pm::Task #where_clause #fn_body
         #sibling
     }
 }

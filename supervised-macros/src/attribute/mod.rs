@@ -33,13 +33,21 @@ struct LenientFn {
     body: Body,
 }
 
-enum Body {
+pub(super) enum Body {
     Parsed(Block),
     /// The body as written, braces included, when it does not parse.
     Raw(Group),
 }
 
 impl Body {
+    /// The span of the braces.
+    fn span(&self) -> Span {
+        match self {
+            Body::Parsed(b) => b.brace_token.span.join(),
+            Body::Raw(g) => g.span(),
+        }
+    }
+
     fn tokens(&self) -> TokenStream {
         match self {
             Body::Parsed(b) => b.to_token_stream(),
@@ -106,7 +114,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
 
-    if instrument::instrumented_above(&func.body.tokens()) {
+    if instrument::instrumented_above(&func.body) {
         errors.at(
             func.sig.ident.span(),
             "`#[tracing::instrument]` is written above `#[supervised]`, so it would \
@@ -126,7 +134,8 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
 
-    let names_self = names_self(&func.sig.to_token_stream()) || names_self(&func.body.tokens());
+    // Only the per-attempt fn of `#[instrument]` needs to know.
+    let names_self = instrument.is_some() && names_self(&item);
     let krate = args.krate();
     let ctx = hidden_ctx();
     let beat = quote!(#krate::__private::Context::heartbeat(&#ctx));
@@ -163,6 +172,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         attrs: func.attrs,
         vis: func.vis,
         sig: func.sig,
+        body_span: func.body.span(),
         body: func.body.tokens(),
         beats: found.loops,
         instrument,
@@ -203,6 +213,7 @@ fn names_self(tokens: &TokenStream) -> bool {
 fn with_signature(errors: Errors, func: LenientFn, plan: &Plan, args: &Args) -> TokenStream {
     let errors = errors.finish().err().map(|e| e.to_compile_error());
     let krate = args.krate();
+    let body_span = func.body.span();
     let LenientFn {
         attrs, vis, sig, ..
     } = func;
@@ -215,13 +226,16 @@ fn with_signature(errors: Errors, func: LenientFn, plan: &Plan, args: &Args) -> 
     let mention = (!dropped.is_empty()).then(
         || quote!(let _: ::core::option::Option<(#(#dropped,)*)> = ::core::option::Option::None;),
     );
+    let mut body = Group::new(
+        proc_macro2::Delimiter::Brace,
+        quote!(#mention ::core::unreachable!()),
+    );
+    body.set_span(body_span);
     quote! {
         #errors
         #(#attrs)*
         #[allow(unused_variables, clippy::diverging_sub_expression)]
-        #vis #fn_token #name #generics (#(#params),*) -> #krate::__private::Task #where_clause {
-            #mention
-            ::core::unreachable!()
-        }
+        #vis #fn_token #name #generics (#(#params),*) -> #krate::__private::Task #where_clause #body
+
     }
 }
