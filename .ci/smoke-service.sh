@@ -2,7 +2,7 @@
 # Smoke test of the demo service (`cargo run --example service`): builds it,
 # starts it on a free loopback port, probes /livez and /admin/liveness (with
 # the admin token), stops it with SIGINT and checks that it exits 0.
-# Needs: cargo, curl. Every wait is bounded.
+# Needs: cargo, curl, chromium. Every wait is bounded.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -64,6 +64,20 @@ for name in scheduler relay health-sweep flaky-worker ingest; do
 done
 case "$liveness" in *'"last_tick_at":"'*) ;; *) fail "no last_tick_at in $liveness" ;; esac
 echo "smoke-service: /admin/liveness lists the 5 subsystems"
+
+# The status page, as a person sees it: headless Chromium runs its script
+# against the demo and leaves one row per task.
+command -v chromium >/dev/null 2>&1 || fail "chromium is not installed"
+dom=$(timeout 60 chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+    --no-first-run --virtual-time-budget=3000 --dump-dom "$base/admin/#token=$token" 2>/dev/null) \
+    || fail "chromium could not load $base/admin/"
+for name in scheduler relay health-sweep flaky-worker ingest; do
+    case "$dom" in
+    *"data-task=\"$name\""*) ;;
+    *) fail "the status page shows no row for $name" ;;
+    esac
+done
+echo "smoke-service: /admin/ in headless Chromium shows every task"
 
 kill -INT "$pid"
 for _ in $(seq 1 200); do

@@ -218,6 +218,8 @@ fn print_banner(addr: SocketAddr, token: &str) {
     println!("supervised demo service on {base}");
     println!("admin token: {token}");
     println!();
+    println!("status page: {base}/admin/#token={token}");
+    println!();
     println!("try:");
     println!("  curl -s {base}/livez?verbose");
     println!("  curl -s {base}/readyz?verbose");

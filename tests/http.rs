@@ -467,7 +467,7 @@ async fn wrong_method_unknown_path_and_bad_queries() {
         );
     }
 
-    for path in ["/", "/nope", "/livez/", "/admin", "/admin/liveness/x"] {
+    for path in ["/", "/nope", "/livez/", "/admin/x", "/admin/liveness/x"] {
         let reply = server.get(path).await;
         assert_eq!(reply.status, 404, "{path}");
         assert_eq!(reply.json()["error"], "not_found");
@@ -578,4 +578,40 @@ async fn a_standalone_server_stops_on_its_token() {
     let result = tokio::time::timeout(Duration::from_secs(10), handle).await;
     assert!(matches!(result, Ok(Ok(Ok(())))), "{result:?}");
     let _ = Exit::Completed;
+}
+
+#[tokio::test]
+async fn the_status_page_is_served_without_the_token_and_holds_no_task_data() {
+    let registry = Registry::new();
+    registry.heartbeat("page-secret-task");
+    let server = Server::start(Endpoints::new(&registry).bearer_token(TOKEN)).await;
+
+    let redirect = server.get("/admin").await;
+    assert_eq!(redirect.status, 308);
+    assert_eq!(redirect.header("location"), Some("admin/"));
+
+    let page = server.get("/admin/").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("x-content-type-options"), Some("nosniff"));
+    let policy = page.header("content-security-policy").unwrap();
+    assert!(policy.starts_with("default-src 'none'"), "{policy}");
+    assert!(policy.contains("connect-src 'self'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    // Self-contained: nothing loaded from elsewhere, and no task data.
+    assert!(page.body.starts_with("<!doctype html>"));
+    for external in ["<script src", "<link", "http://", "https://"] {
+        assert!(!page.body.contains(external), "{external}");
+    }
+    assert!(!page.body.contains("page-secret-task"));
+    assert!(page.body.contains(r#"fetch("liveness""#));
+
+    // The page's data source carries the fractional age it ticks from.
+    let liveness = server.get_with_token("/admin/liveness", TOKEN).await.json();
+    assert!(liveness["subsystems"]["page-secret-task"]["age_seconds"].is_f64());
+    server.stop().await;
 }

@@ -5,6 +5,7 @@
 //!
 //! | route | answers |
 //! |---|---|
+//! | `GET /admin/` | the status page: one self-contained HTML page (no task data in it, so no token needed to load it) showing every task, refreshed from `/admin/liveness` every 2 s; open `/admin/#token=<token>` (the fragment never reaches the server) or type the token in the page; `GET /admin` redirects here |
 //! | `GET /admin/liveness` | JSON detail of every task (token required in bearer mode) |
 //! | `GET /livez`, `GET /livez/<name>` | liveness probe, kube-apiserver text format |
 //! | `GET /readyz`, `GET /readyz/<name>` | readiness probe, kube-apiserver text format |
@@ -88,6 +89,8 @@ use serde_json::{json, Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Registry, TaskState, TaskStatus};
+
+mod page;
 
 /// The longest query string accepted, in bytes; a longer one answers `400`.
 pub const MAX_QUERY_LEN: usize = 4096;
@@ -243,6 +246,8 @@ impl Endpoints {
         S: Clone + Send + Sync + 'static,
     {
         let router = Router::new()
+            .route("/admin", get(page::to_page))
+            .route("/admin/", get(page::page))
             .route("/admin/liveness", get(admin_liveness))
             .route("/livez", get(livez))
             .route("/livez/{name}", get(livez_one))
@@ -799,6 +804,7 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
             json!({
                 "last_tick_at": t.last_tick.map(rfc3339),
                 "seconds_ago": t.since_last_tick.map(|d| d.as_secs()),
+                "age_seconds": t.since_last_tick.map(|d| d.as_secs_f64()),
                 "state": t.state.as_str(),
                 "restarts": t.restarts,
                 "attempt": t.attempt,
@@ -827,6 +833,7 @@ fn liveness_document(registry: &Registry, details: bool) -> Value {
             json!({
                 "last_tick_at": rfc3339(beat.at),
                 "seconds_ago": beat.age.as_secs(),
+                "age_seconds": beat.age.as_secs_f64(),
                 "state": "unsupervised",
                 "restarts": 0,
                 "attempt": 0,
