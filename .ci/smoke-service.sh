@@ -15,7 +15,7 @@ bin="$target_dir/debug/examples/service"
 [ -x "$bin" ] || { echo "smoke-service: $bin not found" >&2; exit 1; }
 
 log=$(mktemp)
-token="smoke-$$-$RANDOM$RANDOM"
+token="smoke-token-$$-$RANDOM$RANDOM"
 pid=""
 cleanup() {
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then

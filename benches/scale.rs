@@ -127,7 +127,8 @@ async fn admin_liveness(registry: &Registry, n: usize) -> Duration {
         .expect("bind");
     let addr = listener.local_addr().expect("address");
     let stop = CancellationToken::new();
-    let endpoints = supervised::http::Endpoints::new(registry).bearer_token("scale-token");
+    let endpoints =
+        supervised::http::Endpoints::new(registry).bearer_token("scale-token-0123456789");
     let server = tokio::spawn(endpoints.serve(listener, stop.clone()));
     let request = format!(
         "GET /admin/liveness HTTP/1.1\r\nHost: {addr}\r\n\

@@ -4,11 +4,11 @@
 //! ```text
 //! cargo run --release --example load -- --tasks 1000 --addr 127.0.0.1:8081
 //! wrk -t2 -c16 -d5s --latency http://127.0.0.1:8081/livez
-//! wrk -t2 -c16 -d5s --latency -H 'Authorization: Bearer load-token' \
+//! wrk -t2 -c16 -d5s --latency -H 'Authorization: Bearer load-token-0123456789' \
 //!     http://127.0.0.1:8081/admin/liveness
 //! ```
 //!
-//! The admin token is `load-token` unless `SUPERVISED_ADMIN_TOKEN` says
+//! The admin token is `load-token-0123456789` unless `SUPERVISED_ADMIN_TOKEN` says
 //! otherwise. Ctrl-C stops it.
 
 use std::time::Duration;
@@ -29,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown argument {other:?}; use --tasks N --addr HOST:PORT"),
         }
     }
-    let token = std::env::var("SUPERVISED_ADMIN_TOKEN").unwrap_or_else(|_| "load-token".into());
+    let token =
+        std::env::var("SUPERVISED_ADMIN_TOKEN").unwrap_or_else(|_| "load-token-0123456789".into());
 
     let registry = Registry::new();
     let shutdown = CancellationToken::new();

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
 
     let addr = parse_args()?;
-    let token = admin_token();
+    let (token, generated) = admin_token()?;
     let registry = Registry::global();
     let shutdown = CancellationToken::new();
 
@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(endpoints.serve(listener, server_stop.clone()));
     let watchdog = Watchdog::from_env(registry).map(|w| w.spawn(shutdown.clone()));
 
-    print_banner(local, &token);
+    print_banner(local, generated.then_some(token.as_str()));
 
     // A status table every few seconds until a signal arrives.
     let mut table =
@@ -212,20 +212,34 @@ fn ingest() -> Task {
 
 // --- Terminal output ---------------------------------------------------------------
 
-fn print_banner(addr: SocketAddr, token: &str) {
+/// The banner; the admin token is printed only when the demo generated it
+/// (`token` is `None` when it came from `SUPERVISED_ADMIN_TOKEN`).
+fn print_banner(addr: SocketAddr, token: Option<&str>) {
     let base = format!("http://{addr}");
     println!();
     println!("supervised demo service on {base}");
-    println!("admin token: {token}");
+    let shown = match token {
+        Some(token) => {
+            println!("admin token: {token}");
+            token.to_owned()
+        }
+        None => {
+            println!("admin token: the one in SUPERVISED_ADMIN_TOKEN");
+            "$SUPERVISED_ADMIN_TOKEN".to_owned()
+        }
+    };
     println!();
-    println!("status page: {base}/admin/#token={token}");
+    match token {
+        Some(token) => println!("status page: {base}/admin/#token={token}"),
+        None => println!("status page: {base}/admin/ (or {base}/admin/#token=<the token>)"),
+    }
     println!();
     println!("try:");
     println!("  curl -s {base}/livez?verbose");
     println!("  curl -s {base}/readyz?verbose");
-    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/livez?verbose");
-    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/admin/liveness");
-    println!("  curl -s -H 'Authorization: Bearer {token}' {base}/metrics");
+    println!("  curl -s -H \"Authorization: Bearer {shown}\" {base}/livez?verbose");
+    println!("  curl -s -H \"Authorization: Bearer {shown}\" {base}/admin/liveness");
+    println!("  curl -s -H \"Authorization: Bearer {shown}\" {base}/metrics");
     println!("  curl -s {base}/health");
     println!();
     println!("Ctrl-C stops the service.");
@@ -313,12 +327,19 @@ fn parse_args() -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("--addr {addr:?} is not HOST:PORT (an IP address and a port)"))
 }
 
-/// `SUPERVISED_ADMIN_TOKEN`, or 128 random bits in hex.
-fn admin_token() -> String {
+/// `SUPERVISED_ADMIN_TOKEN` (`false`: not generated), or 128 random bits in
+/// hex (`true`).
+fn admin_token() -> anyhow::Result<(String, bool)> {
     if let Ok(token) = std::env::var("SUPERVISED_ADMIN_TOKEN") {
         let token = token.trim().to_owned();
         if !token.is_empty() {
-            return token;
+            anyhow::ensure!(
+                token.len() >= supervised::http::MIN_TOKEN_LEN,
+                "SUPERVISED_ADMIN_TOKEN has {} bytes; use at least {} (e.g. `openssl rand -hex 16`)",
+                token.len(),
+                supervised::http::MIN_TOKEN_LEN
+            );
+            return Ok((token, false));
         }
     }
     let mut bytes = [0u8; 16];
@@ -337,7 +358,7 @@ fn admin_token() -> String {
             chunk.copy_from_slice(&h.finish().to_le_bytes());
         }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((bytes.iter().map(|b| format!("{b:02x}")).collect(), true))
 }
 
 /// Resolves with the name of the first stop signal: SIGINT (Ctrl-C) or

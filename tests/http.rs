@@ -225,6 +225,12 @@ fn an_empty_token_is_refused() {
     let _ = Endpoints::new(&Registry::new()).bearer_token("");
 }
 
+#[test]
+#[should_panic(expected = "the bearer token has 15 bytes; use at least 16")]
+fn a_short_token_is_refused() {
+    let _ = Endpoints::new(&Registry::new()).bearer_token("fifteen-bytes-x");
+}
+
 // --- Probes: the kube-apiserver format ---------------------------------------
 
 #[tokio::test]
@@ -442,6 +448,17 @@ async fn readiness_fails_from_the_start_of_shutdown() {
     );
     // Liveness is unaffected.
     assert_text(&server.get("/livez").await, 200, "ok");
+    // `/health` warns, and a check says why.
+    let health = server.get("/health").await;
+    assert_eq!(health.status, 200);
+    let doc = health.json();
+    assert_eq!(doc["status"], "warn");
+    assert_eq!(doc["checks"]["relay:heartbeat"][0]["status"], "pass");
+    assert_eq!(doc["checks"]["shutdown"][0]["status"], "warn");
+    assert_eq!(
+        doc["checks"]["shutdown"][0]["output"],
+        "shutting down: not ready for new work"
+    );
     server.stop().await;
 }
 
@@ -465,6 +482,14 @@ async fn wrong_method_unknown_path_and_bad_queries() {
             reply.header("allow").unwrap().contains("GET"),
             "{method} {path}"
         );
+        // A short body, and the headers every other answer has.
+        assert_eq!(
+            reply.json()["error"],
+            "method_not_allowed",
+            "{method} {path}"
+        );
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
     }
 
     for path in ["/", "/nope", "/livez/", "/admin/x", "/admin/liveness/x"] {
@@ -490,6 +515,23 @@ async fn wrong_method_unknown_path_and_bad_queries() {
         assert_eq!(reply.status, 400, "{path}");
         assert_eq!(reply.header("content-type"), Some("application/json"));
         assert!(reply.json()["error"].is_string());
+    }
+    // Authorisation comes first: without the token, a bad query on a
+    // protected route is a 401, not a 400.
+    for path in ["/metrics?x=%zz", "/admin/liveness?x=%g0"] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.status, 401, "{path}");
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    }
+    for path in ["/nope", "/livez/nope"] {
+        let reply = server.get(path).await;
+        assert_eq!(reply.header("cache-control"), Some("no-store"), "{path}");
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     let many: String = (0..100).map(|i| format!("exclude=t{i}&")).collect();
     assert_eq!(server.get(&format!("/livez?{many}")).await.status, 400);
@@ -543,6 +585,11 @@ async fn health_json_follows_the_ietf_draft() {
     let fail = server.get("/health").await;
     assert_eq!(fail.status, 503);
     let doc = fail.json();
+    // `time` is when the reading was made, not the last beat.
+    assert_eq!(
+        doc["checks"]["scheduler:heartbeat"][0]["time"],
+        "2026-04-15T10:00:11.123456789Z"
+    );
     assert_eq!(doc["status"], "fail");
     assert_eq!(doc["checks"]["scheduler:heartbeat"][0]["status"], "fail");
     assert!(doc["checks"]["scheduler:heartbeat"][0]

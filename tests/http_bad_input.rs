@@ -231,15 +231,18 @@ async fn error_bodies_say_what_is_wrong() {
     assert_eq!(reply.json()["error"], "unauthorized");
     assert!(!reply.body.contains(TOKEN));
 
-    // The router's own refusals: 405 with `Allow` and an empty body, 400 in
-    // plain text for a check name that is not UTF-8.
+    // The router's own refusals: 405 with `Allow` and a short JSON body, 400
+    // in plain text for a check name that is not UTF-8; both with the
+    // headers of every other answer.
     let reply = request(server.addr, "DELETE", "/livez", &[]).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.header("allow"), Some("GET,HEAD"));
-    assert_eq!(reply.body, "");
+    assert_eq!(reply.json()["error"], "method_not_allowed");
     let reply = server.get("/livez/%ff").await;
     assert_eq!(reply.status, 400);
     assert!(reply.body.contains("UTF-8"), "{:?}", reply.body);
+    assert_eq!(reply.header("cache-control"), Some("no-store"));
+    assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
 
     server.stop().await;
     stop.cancel();

@@ -11,7 +11,7 @@ use common::{eventually, request, Server};
 use supervised::http::Endpoints;
 use supervised::{metrics, CancellationToken, Context, ManualClock, Registry, RestartPolicy, Spec};
 
-const TOKEN: &str = "metrics-token";
+const TOKEN: &str = "metrics-token-0123456789";
 
 /// A registry with a running task, a stale one, one that gave up after an
 /// error and a heartbeat-only name.

@@ -73,8 +73,8 @@ pub use group::Group;
 pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, panics_are_caught};
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};
 pub use registry::{
-    heartbeat, is_healthy, last_tick, snapshot, status, tasks, Failure, FailureCounts, FailureKind,
-    Registry, TaskState, TaskStatus,
+    check_name, heartbeat, is_healthy, last_tick, snapshot, status, tasks, Failure, FailureCounts,
+    FailureKind, NameProblem, Registry, TaskState, TaskStatus, MAX_NAME_LEN,
 };
 pub use run::{run_with_recover, Exit, GaveUp, Spec, TaskOutput};
 #[doc(hidden)]

@@ -8,9 +8,12 @@
 //!   (starting is not a heartbeat; tasks declared without heartbeats and
 //!   tasks that have ended are not waited for; use `Type=notify` in the unit);
 //! * `WATCHDOG=1` every `WATCHDOG_USEC / 2`, **only while every task is
-//!   healthy** (not stale, not blocking its thread, not given up), so that with `WatchdogSec=` systemd restarts a
-//!   process whose loops are stuck, which a ping from an independent timer
-//!   would hide;
+//!   healthy** (not stale, not blocking its thread, not given up), so that
+//!   with `WatchdogSec=` systemd restarts a process whose loops are stuck,
+//!   which a ping from an independent timer would hide. A withheld ping goes
+//!   out as soon as every task is fresh again, not half a period later: a
+//!   stall that `on_stale = "restart"` heals in time does not get the service
+//!   killed;
 //! * `STATUS=` with a one-line summary whenever it changes: `4/4 healthy`, or
 //!   `3/4 healthy; stale: relay`, shown by `systemctl status`;
 //! * `STOPPING=1` when its shutdown token is cancelled.
@@ -28,8 +31,10 @@
 //! # }
 //! ```
 //!
-//! Sending never blocks: the socket is non-blocking, and a failed send is
-//! logged and retried at the next change or ping.
+//! Sending never blocks: the socket is non-blocking. A failed send is logged
+//! once per streak and retried every [`RETRY`]: `READY=1` until it is
+//! delivered (the socket may not exist yet), the current `STATUS=`, pings, and
+//! `STOPPING=1` a few times.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -51,6 +56,13 @@ pub const STARTING_POLL: Duration = Duration::from_millis(100);
 
 /// How often the registry is read for `STATUS=` changes after `READY=1`.
 pub const RUNNING_POLL: Duration = Duration::from_secs(1);
+
+/// How soon a notification that could not be sent is sent again, and how
+/// often the tasks are looked at while a watchdog ping is withheld.
+pub const RETRY: Duration = Duration::from_millis(100);
+
+/// How many times `STOPPING=1` is tried at shutdown, [`RETRY`] apart.
+pub const STOPPING_RETRIES: u32 = 5;
 
 /// How many names a `STATUS=` line lists before "and N more".
 const MAX_NAMES: usize = 8;
@@ -136,11 +148,21 @@ impl Watchdog {
 
     /// Notifies until `shutdown` is cancelled, then sends `STOPPING=1` and
     /// returns.
+    ///
+    /// A notification that cannot be sent (the socket is not there yet, its
+    /// queue is full) is sent again: `READY=1` until it is delivered,
+    /// `STATUS=` until the current one is, `STOPPING=1` a few times within
+    /// [`STOPPING_RETRIES`]` × `[`RETRY`]. A ping withheld because a task is
+    /// unhealthy goes out as soon as every task is fresh again (the tasks are
+    /// looked at every [`RETRY`] meanwhile), so a stall that heals in time
+    /// never leaves systemd waiting longer than `WATCHDOG_USEC / 2` plus
+    /// [`RETRY`].
     pub async fn run(self, shutdown: CancellationToken) {
         let mut sender = Sender::new(self.target.clone());
-        let mut ready = false;
+        let mut ready_sent = false;
         let mut last_status: Option<String> = None;
         let mut next_ping = self.ping_every.map(|_| Instant::now());
+        let mut withheld = false;
         let mut next_poll = Instant::now();
         let mut was_fresh = true;
         loop {
@@ -151,45 +173,83 @@ impl Watchdog {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    sender.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+                    let stopping = [NotifyState::Stopping, NotifyState::Status("stopping")];
+                    for _ in 0..STOPPING_RETRIES {
+                        if sender.send(&stopping) {
+                            break;
+                        }
+                        tokio::time::sleep(RETRY).await;
+                    }
                     return;
                 }
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let now = Instant::now();
             let view = View::read(&self.registry);
+            let all_beaten = view.all_beaten();
             let mut states: Vec<NotifyState<'_>> = Vec::with_capacity(3);
-            if !ready && view.all_beaten() {
-                ready = true;
+            let sends_ready = !ready_sent && all_beaten;
+            if sends_ready {
                 states.push(NotifyState::Ready);
             }
+            let mut pings = false;
             if let (Some(ping), Some(every)) = (next_ping, self.ping_every) {
                 if now >= ping {
                     let fresh = view.all_fresh();
                     if fresh {
                         states.push(NotifyState::Watchdog);
-                    } else if was_fresh {
-                        tracing::warn!(
-                            status = %view.summary(ready),
-                            "supervised: withholding systemd watchdog pings while tasks are unhealthy"
-                        );
+                        pings = true;
+                        // On schedule, unless the last ping was withheld or
+                        // the schedule is far behind: then from now.
+                        let next = ping + every;
+                        next_ping = Some(if withheld || next <= now {
+                            now + every
+                        } else {
+                            next
+                        });
+                        withheld = false;
+                    } else {
+                        if was_fresh {
+                            tracing::warn!(
+                                status = %view.summary(ready_sent || all_beaten),
+                                "supervised: withholding systemd watchdog pings while tasks are unhealthy"
+                            );
+                        }
+                        withheld = true;
+                        // Look again soon: the ping goes out once every task
+                        // is fresh.
+                        next_ping = Some(now + RETRY.min(every));
                     }
                     was_fresh = fresh;
-                    // Stay on the original schedule unless far behind it.
-                    let next = ping + every;
-                    next_ping = Some(if next <= now { now + every } else { next });
                 }
             }
-            let status = view.summary(ready);
+            let status = view.summary(ready_sent || all_beaten);
             let status_changed = last_status.as_deref() != Some(status.as_str());
             if status_changed {
                 states.push(NotifyState::Status(&status));
             }
             if now >= next_poll {
-                next_poll = now + if ready { RUNNING_POLL } else { STARTING_POLL };
+                next_poll = now
+                    + if ready_sent || sends_ready {
+                        RUNNING_POLL
+                    } else {
+                        STARTING_POLL
+                    };
             }
-            if !states.is_empty() && sender.send(&states) && status_changed {
-                last_status = Some(status.clone());
+            if states.is_empty() {
+                continue;
+            }
+            if sender.send(&states) {
+                ready_sent |= sends_ready;
+                if status_changed {
+                    last_status = Some(status.clone());
+                }
+            } else {
+                // Nothing was delivered: try again soon, the ping included.
+                next_poll = next_poll.min(now + RETRY);
+                if pings {
+                    next_ping = Some(now + RETRY);
+                }
             }
         }
     }

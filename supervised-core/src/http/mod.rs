@@ -95,6 +95,10 @@ mod page;
 /// The longest query string accepted, in bytes; a longer one answers `400`.
 pub const MAX_QUERY_LEN: usize = 4096;
 
+/// The shortest bearer token [`EndpointsBuilder::bearer_token`] accepts, in
+/// bytes.
+pub const MIN_TOKEN_LEN: usize = 16;
+
 /// How many `exclude` parameters a probe accepts; more answer `400`.
 pub const MAX_EXCLUDES: usize = 64;
 
@@ -113,14 +117,21 @@ impl EndpointsBuilder {
     ///
     /// # Panics
     ///
-    /// When `token` is empty or contains characters that cannot appear in an
-    /// HTTP header (control characters): such a token would either let anyone
-    /// in or let no one in.
+    /// When `token` is empty, shorter than [`MIN_TOKEN_LEN`] bytes, or
+    /// contains characters that cannot appear in an HTTP header (control
+    /// characters): such a token would either be guessed, let anyone in or
+    /// let no one in.
     pub fn bearer_token(self, token: impl Into<String>) -> Endpoints {
         let token = token.into();
         assert!(
             !token.trim().is_empty(),
             "supervised::http: the bearer token is empty; refusing to serve the admin endpoints without a secret"
+        );
+        assert!(
+            token.len() >= MIN_TOKEN_LEN,
+            "supervised::http: the bearer token has {} bytes; use at least {MIN_TOKEN_LEN} \
+             (e.g. 32 random hex digits: `openssl rand -hex 16`)",
+            token.len()
         );
         assert!(
             HeaderValue::from_str(&token).is_ok() && token.trim() == token,
@@ -256,7 +267,9 @@ impl Endpoints {
             .route("/health", get(health));
         #[cfg(feature = "metrics")]
         let router = router.route("/metrics", get(metrics));
-        router.with_state(self.shared.clone())
+        router
+            .layer(axum::middleware::map_response(harden))
+            .with_state(self.shared.clone())
     }
 
     /// Serves the routes on `listener` until `shutdown` is cancelled, then
@@ -404,6 +417,34 @@ impl Reject {
         }
         response
     }
+}
+
+/// Every response of these routes, the ones axum makes included (`405`):
+/// never cached, never sniffed, and a `405` says what is allowed in a body.
+async fn harden(response: Response) -> Response {
+    let mut response = if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        let mut replaced = Reject {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            detail: "these routes answer GET (and HEAD) only",
+        }
+        .into_response();
+        if let Some(allow) = allow {
+            replaced.headers_mut().insert(header::ALLOW, allow);
+        }
+        replaced
+    } else {
+        response
+    };
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers
+        .entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    response
 }
 
 fn json_response(status: StatusCode, content_type: &'static str, value: &Value) -> Response {
@@ -756,13 +797,15 @@ async fn admin_liveness(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Err(reject) = parse_query(raw.as_deref()) {
-        return reject.into_response();
-    }
+    // Authorisation first: a caller without the token learns nothing, not
+    // even whether its query parses.
     let details = match shared.admit(&headers) {
         Ok(details) => details,
         Err(reject) => return reject.into_response(),
     };
+    if let Err(reject) = parse_query(raw.as_deref()) {
+        return reject.into_response();
+    }
     json_response(
         StatusCode::OK,
         "application/json",
@@ -881,6 +924,8 @@ async fn health(
 fn health_document(shared: &Shared, details: bool) -> (&'static str, Value) {
     let mut worst = 0u8;
     let mut checks = Map::new();
+    // The draft's `time` is when the reading was made: now, for every check.
+    let observed = rfc3339(shared.registry.now_wall());
     for t in shared.registry.tasks() {
         let (level, reason) = match liveness(&t) {
             Err(reason) => (2, Some(reason)),
@@ -903,9 +948,7 @@ fn health_document(shared: &Shared, details: bool) -> (&'static str, Value) {
         let mut check = Map::new();
         check.insert("componentType".into(), "component".into());
         check.insert("status".into(), level_name(level).into());
-        if let Some(at) = t.last_tick {
-            check.insert("time".into(), rfc3339(at).into());
-        }
+        check.insert("time".into(), observed.clone().into());
         if let Some(age) = t.since_last_tick {
             check.insert("observedValue".into(), age.as_secs_f64().into());
             check.insert("observedUnit".into(), "s".into());
@@ -920,6 +963,16 @@ fn health_document(shared: &Shared, details: bool) -> (&'static str, Value) {
     }
     if shared.shutting_down() {
         worst = worst.max(1);
+        // Says why the status is `warn` while every task may still pass.
+        checks.insert(
+            "shutdown".into(),
+            json!([{
+                "componentType": "system",
+                "status": "warn",
+                "time": observed,
+                "output": "shutting down: not ready for new work",
+            }]),
+        );
     }
     let status = level_name(worst);
     (
@@ -949,10 +1002,11 @@ async fn metrics(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if let Err(reject) = parse_query(raw.as_deref()) {
+    // Authorisation first, as for `/admin/liveness`.
+    if let Err(reject) = shared.admit(&headers) {
         return reject.into_response();
     }
-    if let Err(reject) = shared.admit(&headers) {
+    if let Err(reject) = parse_query(raw.as_deref()) {
         return reject.into_response();
     }
     let openmetrics = headers

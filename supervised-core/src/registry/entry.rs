@@ -220,7 +220,7 @@ impl Entry {
             FailureKind::Panic => &sup.panics,
             FailureKind::Error => &sup.errors,
             FailureKind::Stalled => &sup.stalls,
-            FailureKind::NameTaken => return,
+            FailureKind::NameTaken | FailureKind::InvalidName => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         *lock(&sup.last_failure) = Some(Box::new(failure.clone()));

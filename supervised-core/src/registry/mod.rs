@@ -30,9 +30,11 @@ use std::time::{Duration, SystemTime};
 use crate::clock::{Clock, ManualClock};
 
 mod entry;
+mod name;
 mod status;
 
 pub(crate) use entry::{lock, Entry, Settings};
+pub use name::{check_name, NameProblem, MAX_NAME_LEN};
 pub use status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
 /// The map of names. Names come from the program (task names, heartbeat call
 /// sites), not from its clients, so a fast non-keyed hash is safe here and
@@ -168,6 +170,11 @@ impl Registry {
         Ok(entry)
     }
 
+    /// The wall time now, on this registry's clock.
+    pub(crate) fn now_wall(&self) -> SystemTime {
+        self.inner.clock.now_wall()
+    }
+
     /// The status of one entry of this registry, read now.
     pub(crate) fn status_of(&self, entry: &Entry) -> Option<TaskStatus> {
         entry.status(&self.inner.clock, self.inner.clock.now_mono())
@@ -176,11 +183,17 @@ impl Registry {
     /// Records a heartbeat for `name` now: the wall time read during this call is
     /// what [`Registry::last_tick`] returns afterwards. Creates a heartbeat-only
     /// entry for a name not seen before; beats a supervised task's entry when the
-    /// name is one.
+    /// name is one. A new name that [`check_name`] refuses is not recorded (a
+    /// warning is logged), so that no view can be fed a newline.
     pub fn heartbeat(&self, name: &str) {
         let wall = self.inner.clock.now_wall();
         if let Some(entry) = self.read().get(name) {
             entry.beat_named(wall);
+            return;
+        }
+        // A new name: only names every view can show safely are recorded.
+        if let Err(problem) = check_name(name) {
+            tracing::warn!(name = ?name, "supervised: heartbeat for an invalid name ignored: {problem}");
             return;
         }
         let mut entries = self.write();

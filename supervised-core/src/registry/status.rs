@@ -93,6 +93,10 @@ pub enum FailureKind {
     Stalled,
     /// The task never ran: a live task already holds its name.
     NameTaken,
+    /// The task never ran: its name is empty, longer than
+    /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes, or holds whitespace or
+    /// control characters. It is not registered, so no view shows it.
+    InvalidName,
 }
 
 impl FailureKind {
@@ -103,6 +107,7 @@ impl FailureKind {
             FailureKind::Error => "error",
             FailureKind::Stalled => "stalled",
             FailureKind::NameTaken => "name_taken",
+            FailureKind::InvalidName => "invalid_name",
         }
     }
 }

@@ -152,6 +152,9 @@ pub enum GaveUp {
     },
     /// It never ran: a live task holds its name.
     NameTaken,
+    /// It never ran: its name is not one the registry accepts (see
+    /// [`check_name`](crate::check_name)).
+    InvalidName,
 }
 
 impl fmt::Display for GaveUp {
@@ -163,6 +166,7 @@ impl fmt::Display for GaveUp {
                 within,
             } => write!(f, "more than {max_restarts} restarts within {within:?}"),
             GaveUp::NameTaken => f.write_str("name held by a live task"),
+            GaveUp::InvalidName => f.write_str("invalid task name"),
         }
     }
 }

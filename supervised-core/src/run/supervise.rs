@@ -21,6 +21,18 @@ use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
 /// Registers the task under its name, or explains why it cannot run.
 pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
     ensure_panic_hook();
+    if let Err(problem) = crate::registry::check_name(&spec.name) {
+        let failure = Failure::new(FailureKind::InvalidName, problem.to_string(), 0);
+        // Debug formatting: the name may hold a newline.
+        tracing::error!(task = ?spec.name, "supervised task not started: {}", failure.message);
+        if let Some(parent) = &spec.escalate {
+            parent.cancel();
+        }
+        return Err(Exit::Failed {
+            reason: GaveUp::InvalidName,
+            failure,
+        });
+    }
     let registry = spec
         .registry
         .clone()
