@@ -80,6 +80,13 @@ done
 echo "smoke-service: /admin/ in headless Chromium shows every task"
 
 kill -INT "$pid"
+# The drain (2 s by default): not ready at once, still alive.
+sleep 0.3
+ready_code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$base/readyz") || fail "GET /readyz while draining"
+[ "$ready_code" = "503" ] || fail "/readyz answered $ready_code while draining, not 503"
+live_code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$base/livez") || fail "GET /livez while draining"
+[ "$live_code" = "200" ] || fail "/livez answered $live_code while draining, not 200"
+echo "smoke-service: draining: /readyz 503, /livez 200"
 for _ in $(seq 1 200); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1

@@ -11,7 +11,8 @@
 //! Routes are served on 127.0.0.1:8080 (`--addr HOST:PORT` to change). The
 //! admin token comes from `SUPERVISED_ADMIN_TOKEN`, or is generated. A status
 //! table is printed every 5 s; Ctrl-C (or SIGTERM) stops the service
-//! gracefully.
+//! gracefully: readiness fails at once, the tasks stop after a drain of 2 s
+//! (`--drain SECS`), then the server.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -29,6 +30,8 @@ use tokio::sync::mpsc;
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 const TABLE_EVERY: Duration = Duration::from_secs(5);
 const GRACE: Duration = Duration::from_secs(5);
+/// How long readiness fails before the tasks stop, on shutdown (`--drain`).
+const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -42,13 +45,18 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(colour)
         .init();
 
-    let addr = parse_args()?;
+    let Args { addr, drain } = parse_args()?;
     let (token, generated) = admin_token()?;
     let registry = Registry::global();
     let shutdown = CancellationToken::new();
 
+    // The endpoints: readiness fails as soon as `shutdown` is cancelled, and
+    // the tasks' token follows `drain` later.
+    let mut endpoints = Endpoints::new(registry).bearer_token(token.clone());
+    let tasks = endpoints.drain(shutdown.clone(), drain);
+
     // The subsystems.
-    let mut group = Group::with_token(shutdown.clone());
+    let mut group = Group::with_token(tasks.clone());
     let (jobs_tx, jobs_rx) = mpsc::channel::<u64>(64);
     let jobs_rx = std::sync::Arc::new(tokio::sync::Mutex::new(jobs_rx));
     group
@@ -63,9 +71,6 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
-    let endpoints = Endpoints::new(registry)
-        .bearer_token(token.clone())
-        .not_ready_after(shutdown.clone());
     let server_stop = CancellationToken::new();
     let server = tokio::spawn(endpoints.serve(listener, server_stop.clone()));
     let watchdog = Watchdog::from_env(registry).map(|w| w.spawn(shutdown.clone()));
@@ -80,15 +85,23 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tokio::select! {
             signal = &mut stop_signal => {
-                println!("\n{signal} received: shutting down (grace {GRACE:?})");
+                println!(
+                    "\n{signal} received: not ready from now on; the tasks stop in {drain:?} \
+                     (grace {GRACE:?}; a second signal skips the wait)"
+                );
                 break;
             }
             _ = table.tick() => print_table(&registry.tasks()),
         }
     }
 
-    // Readiness fails from here on; then the tasks stop, then the server.
+    // Readiness fails from here on; the tasks stop after the drain period
+    // (or at a second signal), then the server.
     shutdown.cancel();
+    tokio::select! {
+        _ = tasks.cancelled() => {}
+        _ = self::stop_signal() => tasks.cancel(),
+    }
     let exits = group.shutdown(GRACE).await;
     println!("\nHow each task ended:");
     for (name, exit) in &exits {
@@ -308,23 +321,43 @@ fn print_table(tasks: &[TaskStatus]) {
 
 // --- Setup ------------------------------------------------------------------------
 
-fn parse_args() -> anyhow::Result<SocketAddr> {
+/// The command line.
+struct Args {
+    addr: SocketAddr,
+    /// How long readiness fails before the tasks stop, on shutdown.
+    drain: Duration,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
     let mut addr = DEFAULT_ADDR.to_owned();
+    let mut drain = DEFAULT_DRAIN.as_secs_f64().to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--addr" => addr = args.next().context("--addr needs HOST:PORT")?,
             s if s.starts_with("--addr=") => addr = s["--addr=".len()..].to_owned(),
+            "--drain" => drain = args.next().context("--drain needs SECS")?,
+            s if s.starts_with("--drain=") => drain = s["--drain=".len()..].to_owned(),
             "-h" | "--help" => {
-                println!("usage: service [--addr HOST:PORT]   (default {DEFAULT_ADDR})");
-                println!("env: SUPERVISED_ADMIN_TOKEN (admin bearer token; random if unset)");
+                println!(
+                    "usage: service [--addr HOST:PORT] [--drain SECS]   (defaults {DEFAULT_ADDR}, {})",
+                    DEFAULT_DRAIN.as_secs()
+                );
+                println!("env: SUPERVISED_ADMIN_TOKEN (admin bearer token, 16 bytes or more; random if unset)");
                 std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}; try --help"),
         }
     }
-    addr.parse()
-        .with_context(|| format!("--addr {addr:?} is not HOST:PORT (an IP address and a port)"))
+    let addr = addr
+        .parse()
+        .with_context(|| format!("--addr {addr:?} is not HOST:PORT (an IP address and a port)"))?;
+    let drain = drain
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .with_context(|| format!("--drain {drain:?} is not a number of seconds"))?;
+    Ok(Args { addr, drain })
 }
 
 /// `SUPERVISED_ADMIN_TOKEN` (`false`: not generated), or 128 random bits in

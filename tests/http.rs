@@ -662,3 +662,44 @@ async fn the_status_page_is_served_without_the_token_and_holds_no_task_data() {
     assert!(liveness["subsystems"]["page-secret-task"]["age_seconds"].is_f64());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn drain_fails_readiness_at_once_and_stops_the_tasks_only_after_the_period() {
+    let registry = Registry::new();
+    let signal = CancellationToken::new();
+    let mut endpoints = Endpoints::new(&registry).bearer_token(TOKEN);
+    let tasks = endpoints.drain(signal.clone(), Duration::from_secs(60));
+    let handle =
+        Spec::new("worker")
+            .registry(&registry)
+            .spawn(tasks.clone(), |ctx: Context| async move {
+                while !ctx.is_cancelled() {
+                    ctx.heartbeat();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            });
+    let server = Server::start(endpoints).await;
+    eventually("the worker beats", || {
+        registry.status("worker").unwrap().last_tick.is_some()
+    })
+    .await;
+    assert_text(&server.get("/readyz").await, 200, "ok");
+
+    signal.cancel();
+    // At once: not ready, with the reason; alive; the tasks still run.
+    assert_text(
+        &server.get("/readyz").await,
+        503,
+        "[+]worker ok\n[-]shutdown failed: reason withheld\nreadyz check failed\n",
+    );
+    assert_text(&server.get("/livez").await, 200, "ok");
+    assert!(!tasks.is_cancelled());
+    assert_eq!(
+        registry.status("worker").unwrap().state,
+        supervised::TaskState::Running
+    );
+    // Stopping by hand ends the drain early.
+    tasks.cancel();
+    assert_eq!(handle.await.unwrap(), Exit::Cancelled);
+    server.stop().await;
+}

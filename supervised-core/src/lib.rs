@@ -52,6 +52,7 @@
 mod backtrace;
 pub mod clock;
 mod context;
+mod drain;
 pub mod format;
 mod group;
 #[cfg(feature = "http")]
@@ -69,6 +70,7 @@ mod task;
 pub use backtrace::PanicBacktrace;
 pub use clock::ManualClock;
 pub use context::Context;
+pub use drain::drain;
 pub use group::Group;
 pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, panics_are_caught};
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};

@@ -91,9 +91,28 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{Registry, TaskState, TaskStatus};
 
 mod page;
+mod server;
+
+pub use server::ACCEPT_RETRY;
 
 /// The longest query string accepted, in bytes; a longer one answers `400`.
 pub const MAX_QUERY_LEN: usize = 4096;
+
+/// How long a connection may wait for the complete headers of a request, by
+/// default: see [`Endpoints::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a keep-alive connection may sit idle, by default: see
+/// [`Endpoints::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many connections are served at once, by default: see
+/// [`Endpoints::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// How long requests in flight get after shutdown, by default: see
+/// [`Endpoints::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The shortest bearer token [`EndpointsBuilder::bearer_token`] accepts, in
 /// bytes.
@@ -174,6 +193,7 @@ struct Shared {
     access: Access,
     shutdown: Option<CancellationToken>,
     expose_failure_messages: bool,
+    limits: server::Limits,
     #[cfg(feature = "metrics")]
     metrics: Option<Arc<prometheus_client::registry::Registry>>,
 }
@@ -198,6 +218,7 @@ impl Endpoints {
                 access,
                 shutdown: None,
                 expose_failure_messages: false,
+                limits: server::Limits::default(),
                 #[cfg(feature = "metrics")]
                 metrics: None,
             }),
@@ -205,6 +226,11 @@ impl Endpoints {
     }
 
     fn edit(mut self, f: impl FnOnce(&mut Shared)) -> Self {
+        self.edit_in_place(f);
+        self
+    }
+
+    fn edit_in_place(&mut self, f: impl FnOnce(&mut Shared)) {
         match Arc::get_mut(&mut self.shared) {
             Some(shared) => f(shared),
             None => {
@@ -217,6 +243,7 @@ impl Endpoints {
                     },
                     shutdown: old.shutdown.clone(),
                     expose_failure_messages: old.expose_failure_messages,
+                    limits: old.limits,
                     #[cfg(feature = "metrics")]
                     metrics: old.metrics.clone(),
                 };
@@ -224,7 +251,6 @@ impl Endpoints {
                 self.shared = Arc::new(copy);
             }
         }
-        self
     }
 
     /// Readiness fails (check `shutdown`) from the moment `token` is cancelled,
@@ -232,6 +258,34 @@ impl Endpoints {
     /// Usually the token whose cancellation starts the service's shutdown.
     pub fn not_ready_after(self, token: CancellationToken) -> Self {
         self.edit(|s| s.shutdown = Some(token))
+    }
+
+    /// The readiness drain in one call: readiness fails (check `shutdown`)
+    /// from the moment `signal` is cancelled while liveness stays as it is,
+    /// and the returned token is cancelled `period` later: give it to the
+    /// tasks (`Group::with_token`, `spawn_all!(token = ..; ..)`), so they stop
+    /// only after load balancers have stopped sending traffic. See
+    /// [`drain`](crate::drain) for the token alone. Call it inside a tokio
+    /// runtime.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use supervised_core::http::Endpoints;
+    /// use supervised_core::{CancellationToken, Group, Registry};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shutdown = CancellationToken::new(); // cancelled on SIGTERM
+    /// let mut endpoints = Endpoints::new(Registry::global()).bearer_token("0123456789abcdef0123");
+    /// let tasks = endpoints.drain(shutdown.clone(), Duration::from_secs(5));
+    /// let group = Group::with_token(tasks);
+    /// # drop((endpoints, group));
+    /// # }
+    /// ```
+    pub fn drain(&mut self, signal: CancellationToken, period: Duration) -> CancellationToken {
+        let tasks = crate::drain(&signal, period);
+        self.edit_in_place(|s| s.shutdown = Some(signal));
+        tasks
     }
 
     /// Shows failure reasons and messages to every caller. Only meaningful with
@@ -272,18 +326,60 @@ impl Endpoints {
             .with_state(self.shared.clone())
     }
 
+    /// The longest a connection may wait for the complete headers of a
+    /// request, counted from when it starts waiting (on a new connection, or
+    /// after the previous response); then it is closed. Bounds a client that
+    /// sends half a request. Default [`DEFAULT_HEADER_READ_TIMEOUT`] (10 s).
+    /// Used by [`Endpoints::serve`] and [`serve`].
+    pub fn header_read_timeout(self, timeout: Duration) -> Self {
+        self.edit(|s| s.limits.header_read_timeout = timeout)
+    }
+
+    /// A keep-alive connection with no request in flight that moves no byte
+    /// for this long is closed. Default [`DEFAULT_IDLE_TIMEOUT`] (5 s). The
+    /// wait for the next request's headers is also bounded by
+    /// [`Endpoints::header_read_timeout`]: an idle connection is closed
+    /// after the shorter of the two.
+    pub fn idle_timeout(self, timeout: Duration) -> Self {
+        self.edit(|s| s.limits.idle_timeout = timeout)
+    }
+
+    /// At most this many connections are served at once (at least 1); more
+    /// wait in the kernel's accept queue until one closes, and a warning is
+    /// logged. Default [`DEFAULT_MAX_CONNECTIONS`] (512): keep it below the
+    /// process's descriptor limit.
+    pub fn max_connections(self, max: usize) -> Self {
+        self.edit(|s| s.limits.max_connections = max.max(1))
+    }
+
+    /// After the shutdown token of [`Endpoints::serve`] is cancelled,
+    /// requests in flight get this long; then every connection still open is
+    /// closed, half-sent requests included. Default
+    /// [`DEFAULT_SHUTDOWN_GRACE`] (1 s).
+    pub fn shutdown_grace(self, grace: Duration) -> Self {
+        self.edit(|s| s.limits.shutdown_grace = grace)
+    }
+
     /// Serves the routes on `listener` until `shutdown` is cancelled, then
-    /// finishes the requests in flight and returns. Unknown paths answer `404`
-    /// with a JSON body.
+    /// lets the requests in flight finish within
+    /// [`shutdown_grace`](Endpoints::shutdown_grace), closes every connection
+    /// and returns. Unknown paths answer `404` with a JSON body.
+    ///
+    /// The server bounds what a client can hold: headers must arrive within
+    /// [`header_read_timeout`](Endpoints::header_read_timeout), idle
+    /// keep-alive connections close after
+    /// [`idle_timeout`](Endpoints::idle_timeout), at most
+    /// [`max_connections`](Endpoints::max_connections) are served at once,
+    /// request bodies are refused (`413`), and accept errors (out of
+    /// descriptors) are logged and retried after [`ACCEPT_RETRY`].
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> io::Result<()> {
+        let limits = self.shared.limits;
         let app = self.router::<()>().fallback(not_found);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
-            .await
+        server::serve(app, listener, shutdown, limits).await
     }
 }
 
