@@ -174,8 +174,8 @@ async fn shutdown_is_bounded_with_a_half_sent_request_open() {
 
 /// The body of the child process of
 /// [`accept_errors_are_logged_and_retried`], run with a descriptor limit of
-/// 64: clients from this same process use up the descriptors so that the
-/// server's `accept` fails with `EMFILE`.
+/// 64: this same process takes every descriptor left, so that the server's
+/// `accept` fails with `EMFILE`.
 #[test]
 fn accept_errors_child() {
     if std::env::var_os("SUPERVISED_ACCEPT_CHILD").is_none() {
@@ -194,18 +194,22 @@ fn accept_errors_child() {
         let registry = Registry::new();
         registry.heartbeat("relay");
         let server = Server::start(endpoints(&registry)).await;
+        // Client sockets made while descriptors are left; then every other
+        // descriptor is taken, so that the server's `accept` of their
+        // connections fails with EMFILE until they are given back.
+        let sockets: Vec<tokio::net::TcpSocket> = (0..4)
+            .map(|_| tokio::net::TcpSocket::new_v4().unwrap())
+            .collect();
+        let mut hold = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            hold.push(file);
+        }
         let mut clients = Vec::new();
-        // Open connections until this process is out of descriptors.
-        loop {
-            match TcpStream::connect(server.addr).await {
-                Ok(stream) => clients.push(stream),
-                Err(_) => break,
-            }
-            if clients.len() > 1_000 {
-                break;
-            }
+        for socket in sockets {
+            clients.push(socket.connect(server.addr).await.unwrap());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(hold);
         drop(clients);
         // The server accepts again: a probe is answered.
         let reply = tokio::time::timeout(Duration::from_secs(10), probe(server.addr))

@@ -171,6 +171,7 @@ impl Registry {
     }
 
     /// The wall time now, on this registry's clock.
+    #[cfg(feature = "http")]
     pub(crate) fn now_wall(&self) -> SystemTime {
         self.inner.clock.now_wall()
     }

@@ -1,0 +1,187 @@
+//! `GET /admin/liveness`: the JSON detail of every task, serialized from
+//! borrowed structs straight into the response body.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::header::HeaderMap;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Serialize;
+
+use super::query::parse_query;
+use super::respond::json_response;
+use super::time::rfc3339;
+use super::Shared;
+use crate::registry::{Failure, FailureCounts, Registry, TaskState, TaskStatus};
+
+pub(super) async fn admin_liveness(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    // Authorisation first: a caller without the token learns nothing, not
+    // even whether its query parses.
+    let details = match shared.admit(&headers) {
+        Ok(details) => details,
+        Err(reject) => return reject.into_response(),
+    };
+    if let Err(reject) = parse_query(raw.as_deref()) {
+        return reject.into_response();
+    }
+    let tasks = shared.registry.tasks();
+    json_response(
+        StatusCode::OK,
+        "application/json",
+        &Document::new(&shared.registry, &tasks, details),
+    )
+}
+
+/// The `/admin/liveness` document: the Go endpoint's `subsystems` map (with
+/// `last_tick_at` and `seconds_ago`), extended with the supervision data.
+#[derive(Serialize)]
+struct Document<'a> {
+    subsystems: BTreeMap<Cow<'a, str>, Subsystem<'a>>,
+    healthy: bool,
+    stale: Vec<&'a str>,
+    blocked: Vec<&'a str>,
+    failed: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Subsystem<'a> {
+    last_tick_at: Option<String>,
+    seconds_ago: Option<u64>,
+    /// The same age with its fraction, for the status page.
+    age_seconds: Option<f64>,
+    state: &'static str,
+    restarts: u64,
+    attempt: u32,
+    healthy: bool,
+    stale: bool,
+    stale_after_seconds: Option<f64>,
+    blocked: bool,
+    blocked_seconds: Option<f64>,
+    expects_heartbeat: bool,
+    failures: Failures,
+    last_failure: Option<LastFailure<'a>>,
+}
+
+#[derive(Serialize)]
+struct Failures {
+    panic: u64,
+    error: u64,
+    stalled: u64,
+    blocked: u64,
+}
+
+impl From<&FailureCounts> for Failures {
+    fn from(c: &FailureCounts) -> Failures {
+        Failures {
+            panic: c.panics,
+            error: c.errors,
+            stalled: c.stalls,
+            blocked: c.blocked,
+        }
+    }
+}
+
+/// The last failure; its message, location and backtrace only for callers
+/// who may see details.
+#[derive(Serialize)]
+struct LastFailure<'a> {
+    kind: &'static str,
+    message: Option<&'a str>,
+    location: Option<&'a str>,
+    backtrace: Option<&'a str>,
+    attempt: u32,
+    at: String,
+}
+
+impl<'a> LastFailure<'a> {
+    fn new(f: &'a Failure, details: bool) -> LastFailure<'a> {
+        LastFailure {
+            kind: f.kind.as_str(),
+            message: details.then_some(f.message.as_str()),
+            location: f.location.as_deref().filter(|_| details),
+            backtrace: f.backtrace.as_ref().filter(|_| details).map(|b| b.as_str()),
+            attempt: f.attempt,
+            at: rfc3339(f.at),
+        }
+    }
+}
+
+impl<'a> Document<'a> {
+    fn new(registry: &Registry, tasks: &'a [TaskStatus], details: bool) -> Document<'a> {
+        let mut doc = Document {
+            subsystems: BTreeMap::new(),
+            healthy: tasks.iter().all(|t| t.healthy),
+            stale: Vec::new(),
+            blocked: Vec::new(),
+            failed: Vec::new(),
+        };
+        for t in tasks {
+            let name = t.name.as_str();
+            if t.stale {
+                doc.stale.push(name);
+            }
+            if t.blocked_for.is_some() {
+                doc.blocked.push(name);
+            }
+            if t.state == TaskState::Failed {
+                doc.failed.push(name);
+            }
+            doc.subsystems.insert(
+                Cow::Borrowed(name),
+                Subsystem {
+                    last_tick_at: t.last_tick.map(rfc3339),
+                    seconds_ago: t.since_last_tick.map(|d| d.as_secs()),
+                    age_seconds: t.since_last_tick.map(|d| d.as_secs_f64()),
+                    state: t.state.as_str(),
+                    restarts: t.restarts,
+                    attempt: t.attempt,
+                    healthy: t.healthy,
+                    stale: t.stale,
+                    stale_after_seconds: t.stale_after.map(|d| d.as_secs_f64()),
+                    blocked: t.blocked_for.is_some(),
+                    blocked_seconds: t.blocked_for.map(|d| d.as_secs_f64()),
+                    expects_heartbeat: t.expects_heartbeat,
+                    failures: Failures::from(&t.failures),
+                    last_failure: t
+                        .last_failure
+                        .as_ref()
+                        .map(|f| LastFailure::new(f, details)),
+                },
+            );
+        }
+        // Names that only beat (`heartbeat(name)`), as the Go endpoint lists
+        // them.
+        for (name, beat) in registry.last_beats() {
+            if beat.supervised || doc.subsystems.contains_key(name.as_str()) {
+                continue;
+            }
+            doc.subsystems.insert(
+                Cow::Owned(name),
+                Subsystem {
+                    last_tick_at: Some(rfc3339(beat.at)),
+                    seconds_ago: Some(beat.age.as_secs()),
+                    age_seconds: Some(beat.age.as_secs_f64()),
+                    state: "unsupervised",
+                    restarts: 0,
+                    attempt: 0,
+                    healthy: true,
+                    stale: false,
+                    stale_after_seconds: None,
+                    blocked: false,
+                    blocked_seconds: None,
+                    expects_heartbeat: true,
+                    failures: Failures::from(&FailureCounts::default()),
+                    last_failure: None,
+                },
+            );
+        }
+        doc
+    }
+}
