@@ -45,6 +45,8 @@ for _ in $(seq 1 300); do
 done
 [ -n "$base" ] || fail "the service did not print its address within 30 s"
 echo "smoke-service: service at $base (pid $pid)"
+# The token came from the environment: the demo must not print it.
+if grep -aq "$token" "$log"; then fail "the demo printed the admin token it was given"; fi
 
 livez=$(curl -sS --max-time 5 "$base/livez") || fail "GET /livez"
 [ "$livez" = "ok" ] || fail "/livez answered '$livez'"
