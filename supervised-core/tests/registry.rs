@@ -142,11 +142,14 @@ async fn a_supervised_task_is_registered_and_by_name_beats_reach_it() {
     task.await.unwrap();
     let status = registry.status("sup").unwrap();
     assert_eq!(status.state, TaskState::Cancelled);
-    clock.advance(10 * MINUTE);
+    clock.advance(9 * MINUTE);
     assert!(
         !registry.status("sup").unwrap().stale,
         "ended tasks are not stale"
     );
+    // Kept for the retention (10 minutes by default), then gone.
+    clock.advance(MINUTE);
+    assert_eq!(registry.status("sup"), None);
 }
 
 #[test]

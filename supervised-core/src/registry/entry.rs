@@ -28,6 +28,9 @@ pub(crate) struct Supervision {
     /// Registry-clock stamp of the registration: staleness of a task that
     /// never beat counts from here.
     started_mono: u64,
+    /// Registry-clock stamp of the move to a final state, 0 before; the
+    /// retention of finished tasks counts from here.
+    ended_mono: AtomicU64,
     panics: AtomicU64,
     errors: AtomicU64,
     stalls: AtomicU64,
@@ -59,6 +62,9 @@ pub(crate) struct Entry {
     /// The `poll_started` of a poll that a status read found blocking; the
     /// poll logs and counts itself when it ends.
     blocked_seen: AtomicU64,
+    /// Set when the registry removes this entry (forgotten, evicted or
+    /// replaced): per-thread caches of by-name heartbeats then look again.
+    removed: AtomicBool,
     pub(super) supervision: Option<Supervision>,
 }
 
@@ -71,6 +77,7 @@ impl Entry {
             stale: AtomicBool::new(false),
             settings,
             started_mono: clock.now_mono(),
+            ended_mono: AtomicU64::new(0),
             panics: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
@@ -87,8 +94,20 @@ impl Entry {
             live_attempt: AtomicU32::new(0),
             poll_started: AtomicU64::new(0),
             blocked_seen: AtomicU64::new(0),
+            removed: AtomicBool::new(false),
             supervision,
         }
+    }
+
+    /// The registry no longer holds this entry.
+    pub(super) fn mark_removed(&self) {
+        self.removed.store(true, Ordering::Relaxed);
+    }
+
+    /// `false` once the registry has removed this entry.
+    #[inline]
+    pub(super) fn is_held(&self) -> bool {
+        !self.removed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -167,7 +186,25 @@ impl Entry {
     }
 
     pub(crate) fn set_state(&self, state: TaskState) {
-        self.sup().state.store(state.to_u8(), Ordering::Release);
+        let sup = self.sup();
+        if state.is_final() {
+            sup.ended_mono
+                .store(self.hot.now().max(1), Ordering::Release);
+        }
+        sup.state.store(state.to_u8(), Ordering::Release);
+    }
+
+    /// When the task reached its final state (registry-clock stamp); `None`
+    /// while it has not, and for heartbeat-only names.
+    pub(crate) fn ended_mono(&self) -> Option<u64> {
+        let sup = self.supervision.as_ref()?;
+        if !TaskState::from_u8(sup.state.load(Ordering::Acquire)).is_final() {
+            return None;
+        }
+        match sup.ended_mono.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(at),
+        }
     }
 
     /// Moves to a final state unless one was already recorded.
@@ -182,7 +219,11 @@ impl Entry {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break,
+                Ok(_) => {
+                    sup.ended_mono
+                        .store(self.hot.now().max(1), Ordering::Release);
+                    break;
+                }
                 Err(actual) => current = actual,
             }
         }
