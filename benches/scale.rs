@@ -1,11 +1,14 @@
 //! Scale: 1,000, 10,000 and 100,000 supervised tasks, each waiting on its
-//! token and beating once a second. For each size: the time to spawn and
-//! register them all, the memory per task beyond the user's future (RSS against
-//! the same futures under bare `tokio::spawn`), and the time of `snapshot()`,
-//! `tasks()` and `is_healthy` over every name. Each size runs in a child
-//! process of its own; up to 10,000 tasks, also the time of
-//! `GET /admin/liveness` over loopback. `cargo bench --bench scale` prints a
-//! Markdown table.
+//! token and beating once a second, under two name shapes
+//! (`tenant-sync-00000700` and `perf-scale-100000-700`). For each size and
+//! shape: the time to spawn and register them all, the memory per task
+//! beyond the user's future (RSS against the same futures under bare
+//! `tokio::spawn`), the time of `snapshot()`, `tasks()` and `is_healthy`
+//! over every name, the 99th percentile of registering a new name while
+//! another thread takes snapshots in a loop, a by-name `heartbeat(name)`
+//! against `SystemTime::now()` in the same process, and `GET
+//! /admin/liveness` over loopback. Each run is a child process of its own.
+//! `cargo bench --bench scale` prints a Markdown table.
 
 mod support;
 
@@ -22,12 +25,17 @@ async fn user_loop(token: CancellationToken, beat: impl Fn()) {
     support::beat_until_cancelled(token, Duration::from_secs(1), beat).await
 }
 
-fn child(kind: &str, n: usize) {
+fn child(kind: &str, n: usize, shape: &str) {
     let rt = support::runtime();
     let token = CancellationToken::new();
     let registry = Registry::new();
     let started = Arc::new(AtomicUsize::new(0));
-    let names: Vec<String> = (0..n).map(|i| format!("task-{i:06}")).collect();
+    let names: Vec<String> = (0..n)
+        .map(|i| match shape {
+            "perf" => format!("perf-scale-{n}-{i}"),
+            _ => format!("tenant-sync-{i:08}"),
+        })
+        .collect();
     // Settle the runtime before the baseline reading.
     rt.block_on(tokio::task::yield_now());
     supervised::heartbeat("warm-up");
@@ -107,10 +115,14 @@ fn child(kind: &str, n: usize) {
             tasks.as_secs_f64() * 1e6,
             healthy.as_secs_f64() * 1e6
         );
-        if n <= 10_000 {
-            let liveness = rt.block_on(admin_liveness(&registry, n));
-            line += &format!(" liveness_ms={:.1}", liveness.as_secs_f64() * 1e3);
-        }
+        let liveness = rt.block_on(admin_liveness(&registry, n));
+        line += &format!(" liveness_ms={:.1}", liveness.as_secs_f64() * 1e3);
+        line += &format!(
+            " register_p99_us={:.1}",
+            register_p99(&registry).as_secs_f64() * 1e6
+        );
+        let (named, now) = by_name_beat(&registry, &names[n / 2]);
+        line += &format!(" by_name_ns={named:.1} now_ns={now:.1}");
     }
     token.cancel();
     if let Some(handle) = peer_handle {
@@ -132,7 +144,7 @@ async fn admin_liveness(registry: &Registry, n: usize) -> Duration {
     let server = tokio::spawn(endpoints.serve(listener, stop.clone()));
     let request = format!(
         "GET /admin/liveness HTTP/1.1\r\nHost: {addr}\r\n\
-         Authorization: Bearer scale-token\r\nConnection: close\r\n\r\n"
+         Authorization: Bearer scale-token-0123456789\r\nConnection: close\r\n\r\n"
     );
     let mut times = Vec::new();
     for _ in 0..5 {
@@ -148,6 +160,62 @@ async fn admin_liveness(registry: &Registry, n: usize) -> Duration {
     stop.cancel();
     let _ = server.await;
     support::median(times)
+}
+
+/// The 99th percentile of registering a new name (a first by-name
+/// heartbeat) while another thread takes snapshots in a loop.
+fn register_p99(registry: &Registry) -> Duration {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let snapshots = {
+        let (registry, stop) = (registry.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut taken = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                taken += registry.snapshot().len() as u64;
+            }
+            taken
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    let mut times: Vec<Duration> = (0..2_000)
+        .map(|i| {
+            let name = format!("registered-later-{i}");
+            let t = Instant::now();
+            registry.heartbeat(&name);
+            t.elapsed()
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    assert!(snapshots.join().expect("snapshot thread") > 0);
+    times.sort_unstable();
+    times[times.len() * 99 / 100]
+}
+
+/// Nanoseconds per by-name heartbeat of one name, and per
+/// `SystemTime::now()`, the floor any heartbeat with a wall time has.
+fn by_name_beat(registry: &Registry, name: &str) -> (f64, f64) {
+    const N: u32 = 2_000_000;
+    let per = |f: &dyn Fn()| {
+        support::median(
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..N {
+                        f();
+                    }
+                    t.elapsed()
+                })
+                .collect(),
+        )
+        .as_secs_f64()
+            * 1e9
+            / f64::from(N)
+    };
+    let named = per(&|| registry.heartbeat(std::hint::black_box(name)));
+    let now = per(&|| {
+        std::hint::black_box(std::time::SystemTime::now());
+    });
+    (named, now)
 }
 
 /// The same idle loop as a `task-supervisor` task.
@@ -175,12 +243,13 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if support::is_child() {
         let n: usize = args[2].parse().expect("size");
-        child(&args[1], n);
+        let shape = args.get(3).map_or("tenant", String::as_str);
+        child(&args[1], n, shape);
         return;
     }
     // `cargo bench` passes `--bench`; a filter may follow. Nothing to filter here.
-    println!("| tasks | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (µs) | tasks() (µs) | is_healthy(all) (µs) | GET /admin/liveness (ms) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| tasks | names | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (ms) | tasks() (ms) | is_healthy(all) (ms) | register p99 during snapshots (µs) | heartbeat(name) (ns) | SystemTime::now() (ns) | GET /admin/liveness (ms) |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peer_rows = Vec::new();
     for n in SIZES {
         let size = n.to_string();
@@ -194,21 +263,26 @@ fn main() {
             ));
         }
         let bare = support::run_child(&["bare", &size]);
-        let sup = support::run_child(&["supervised", &size]);
-        let per_task = (field(&sup, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64;
-        println!(
-            "| {n} | {:.1} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
-            field(&sup, "spawn_ms"),
-            field(&bare, "spawn_ms"),
-            per_task,
-            field(&sup, "snapshot_us"),
-            field(&sup, "tasks_us"),
-            field(&sup, "is_healthy_us"),
-            match field(&sup, "liveness_ms") {
-                ms if ms.is_nan() => "not measured".to_owned(),
-                ms => format!("{ms:.1}"),
-            },
-        );
+        for (shape, example) in [
+            ("tenant", "tenant-sync-00000700"),
+            ("perf", "perf-scale-N-700"),
+        ] {
+            let sup = support::run_child(&["supervised", &size, shape]);
+            let per_task = (field(&sup, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64;
+            println!(
+                "| {n} | `{example}` | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                field(&sup, "spawn_ms"),
+                field(&bare, "spawn_ms"),
+                per_task,
+                field(&sup, "snapshot_us") / 1e3,
+                field(&sup, "tasks_us") / 1e3,
+                field(&sup, "is_healthy_us") / 1e3,
+                field(&sup, "register_p99_us"),
+                field(&sup, "by_name_ns"),
+                field(&sup, "now_ns"),
+                field(&sup, "liveness_ms"),
+            );
+        }
     }
     println!();
     println!("| tasks under task-supervisor | spawn until all run (ms) | bytes per task beyond the future |");

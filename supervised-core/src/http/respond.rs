@@ -88,7 +88,20 @@ pub(super) fn json_response<T: Serialize>(
     content_type: &'static str,
     value: &T,
 ) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    json_response_sized(status, content_type, value, 128)
+}
+
+/// [`json_response`] into a body of `capacity` bytes to start with.
+pub(super) fn json_response_sized<T: Serialize>(
+    status: StatusCode,
+    content_type: &'static str,
+    value: &T,
+    capacity: usize,
+) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    if serde_json::to_writer(&mut body, value).is_err() {
+        body = b"{}".to_vec();
+    }
     respond(status, content_type, Body::from(body))
 }
 

@@ -19,7 +19,17 @@
 //! it logs an error and returns [`Exit::Failed`](crate::Exit::Failed) with a
 //! failure of kind [`FailureKind::NameTaken`], and the registry keeps showing the
 //! first one. Once a task has ended, its final state stays visible until another
-//! task takes the name over or [`Registry::forget`] removes it.
+//! task takes the name over, [`Registry::forget`] removes it, or the
+//! registry's retention of finished tasks has passed
+//! ([`Registry::set_retain_finished`], 10 minutes by default).
+//!
+//! # Scale
+//!
+//! The registry is built for 10^5 names (per-tenant and per-connection loops):
+//! the map is sharded with a seeded hasher, views copy cheap handles one
+//! shard at a time and build their results outside any lock, and a by-name
+//! heartbeat repeated on one thread skips the lookup. BENCHMARKS.md has the
+//! figures.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -408,6 +418,32 @@ pub struct LastBeat {
 }
 
 impl Registry {
+    /// The last heartbeat of every heartbeat-only name (names passed to
+    /// [`Registry::heartbeat`] that no supervised task holds), sorted by name:
+    /// what the liveness endpoint lists next to [`Registry::tasks`], without
+    /// copying the supervised tasks' names a second time.
+    pub(crate) fn unsupervised_beats(&self) -> Vec<(String, LastBeat)> {
+        let now = self.inner.clock.now_mono();
+        let mut only: Vec<Arc<Entry>> = self
+            .inner
+            .entries
+            .iter()
+            .filter(|item| item.value().supervision.is_none())
+            .map(|item| item.value().clone())
+            .collect();
+        only.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        only.iter()
+            .filter_map(|e| {
+                let beat = LastBeat {
+                    at: e.last_tick(&self.inner.clock)?,
+                    age: e.age(now)?,
+                    supervised: false,
+                };
+                Some((e.name.to_string(), beat))
+            })
+            .collect()
+    }
+
     /// The last heartbeat of every name that has beaten, supervised tasks and
     /// heartbeat-only names alike, sorted by name, read at one instant.
     ///
