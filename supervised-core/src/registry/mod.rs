@@ -324,8 +324,12 @@ impl Registry {
         let stale: Vec<String> = names
             .iter()
             .filter(|name| {
-                self.get(name, now)
-                    .and_then(|e| e.age(now))
+                // Read under the shard's guard: no handle is taken.
+                self.inner
+                    .entries
+                    .get(**name)
+                    .filter(|e| !self.expired(e.value(), now))
+                    .and_then(|e| e.value().age(now))
                     .is_none_or(|age| age > stale_threshold)
             })
             .map(|name| (*name).to_owned())
@@ -422,6 +426,7 @@ impl Registry {
     /// [`Registry::heartbeat`] that no supervised task holds), sorted by name:
     /// what the liveness endpoint lists next to [`Registry::tasks`], without
     /// copying the supervised tasks' names a second time.
+    #[cfg(feature = "http")]
     pub(crate) fn unsupervised_beats(&self) -> Vec<(String, LastBeat)> {
         let now = self.inner.clock.now_mono();
         let mut only: Vec<Arc<Entry>> = self
