@@ -186,6 +186,13 @@ impl Default for ManualClock {
 pub(crate) enum Clock {
     System,
     Manual(ManualClock),
+    /// The system clock read once: a view of many entries converts each
+    /// monotonic beat to a wall time against one reading of both clocks
+    /// instead of reading them per entry.
+    Anchored {
+        wall: SystemTime,
+        mono: u64,
+    },
 }
 
 /// What a heartbeat reads its timestamp from.
@@ -210,7 +217,7 @@ impl Clock {
     /// The clock heartbeats read.
     pub(crate) fn hot(&self) -> HotClock {
         match self {
-            Clock::System => HotClock::System,
+            Clock::System | Clock::Anchored { .. } => HotClock::System,
             Clock::Manual(m) => HotClock::Manual(m.inner.now.clone()),
         }
     }
@@ -220,6 +227,19 @@ impl Clock {
         match self {
             Clock::System => system_precise(),
             Clock::Manual(m) => m.inner.now.load(Ordering::Relaxed),
+            Clock::Anchored { mono, .. } => *mono,
+        }
+    }
+
+    /// This clock for one view: the system clock read once (a manual clock
+    /// is cheap to read and stays as it is).
+    pub(crate) fn anchored(&self) -> Clock {
+        match self {
+            Clock::System | Clock::Anchored { .. } => Clock::Anchored {
+                wall: SystemTime::now(),
+                mono: system_precise(),
+            },
+            Clock::Manual(m) => Clock::Manual(m.clone()),
         }
     }
 
@@ -228,6 +248,7 @@ impl Clock {
         match self {
             Clock::System => SystemTime::now(),
             Clock::Manual(_) => self.wall_of(self.now_mono()),
+            Clock::Anchored { wall, .. } => *wall,
         }
     }
 
@@ -246,6 +267,10 @@ impl Clock {
                     .load(Ordering::Relaxed)
                     .saturating_add(mono as i64),
             ),
+            Clock::Anchored { wall, mono: now } => {
+                let ago = Duration::from_nanos(now.saturating_sub(mono));
+                wall.checked_sub(ago).unwrap_or(*wall)
+            }
         }
     }
 }

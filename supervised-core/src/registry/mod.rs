@@ -217,13 +217,33 @@ impl Registry {
         let mut out = Vec::with_capacity(self.inner.entries.len());
         for item in self.inner.entries.iter() {
             let entry = item.value();
-            if supervised_only && entry.supervision.is_none() {
+            if (supervised_only && entry.supervision.is_none()) || self.expired(entry, now) {
                 continue;
             }
             out.push(entry.clone());
         }
-        out.retain(|e| !self.expired(e, now));
         out
+    }
+
+    /// Handles sorted by name. The first 32 bytes of each name are copied
+    /// next to its handle as big-endian words, so that most comparisons
+    /// touch no name: names are not empty and hold no NUL byte, so the
+    /// zero-padded words order like the names themselves.
+    fn sorted(handles: Vec<Arc<Entry>>) -> Vec<Arc<Entry>> {
+        let mut keyed: Vec<([u64; 4], Arc<Entry>)> = handles
+            .into_iter()
+            .map(|e| {
+                let mut bytes = [0u8; 32];
+                let n = e.name.len().min(32);
+                bytes[..n].copy_from_slice(&e.name.as_bytes()[..n]);
+                let word = |i: usize| {
+                    u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+                };
+                ([word(0), word(1), word(2), word(3)], e)
+            })
+            .collect();
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        keyed.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Registers a supervised task (state [`TaskState::Running`], no heartbeat
@@ -306,10 +326,12 @@ impl Registry {
 
     /// A copy of the last heartbeat time of every name that has beaten.
     pub fn snapshot(&self) -> BTreeMap<String, SystemTime> {
-        let now = self.inner.clock.now_mono();
-        self.handles(now, false)
+        let clock = self.inner.clock.anchored();
+        let now = clock.now_mono();
+        // Sorted first, so that the map is built from a sorted run.
+        Self::sorted(self.handles(now, false))
             .iter()
-            .filter_map(|e| Some((e.name.to_string(), e.last_tick(&self.inner.clock)?)))
+            .filter_map(|e| Some((e.name.to_string(), e.last_tick(&clock)?)))
             .collect()
     }
 
@@ -347,13 +369,12 @@ impl Registry {
 
     /// The status of every supervised task, sorted by name.
     pub fn tasks(&self) -> Vec<TaskStatus> {
-        let now = self.inner.clock.now_mono();
-        let mut entries = self.handles(now, true);
+        let clock = self.inner.clock.anchored();
+        let now = clock.now_mono();
         // Sort the small handles, not the large statuses.
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        entries
+        Self::sorted(self.handles(now, true))
             .iter()
-            .filter_map(|e| e.status(&self.inner.clock, now))
+            .filter_map(|e| e.status(&clock, now))
             .collect()
     }
 
@@ -456,11 +477,12 @@ impl Registry {
     /// which is what the liveness endpoint and the metrics show for names that
     /// [`Registry::tasks`] does not list.
     pub fn last_beats(&self) -> BTreeMap<String, LastBeat> {
-        let now = self.inner.clock.now_mono();
-        self.handles(now, false)
+        let clock = self.inner.clock.anchored();
+        let now = clock.now_mono();
+        Self::sorted(self.handles(now, false))
             .iter()
             .filter_map(|e| {
-                let at = e.last_tick(&self.inner.clock)?;
+                let at = e.last_tick(&clock)?;
                 let age = e.age(now)?;
                 let supervised = e.supervision.is_some();
                 Some((
@@ -482,6 +504,35 @@ mod tests {
     use std::hash::BuildHasher;
 
     use super::*;
+
+    #[test]
+    fn handles_sort_like_their_names() {
+        let clock = Clock::System;
+        let mut names: Vec<String> = vec![
+            "b".into(),
+            "a".into(),
+            "ab".into(),
+            "abc".into(),
+            "é-accent".into(),
+            "z".repeat(40),
+            format!("{}a", "x".repeat(32)),
+            format!("{}b", "x".repeat(32)),
+            "x".repeat(32),
+            "tenant-sync-00000700".into(),
+            "tenant-sync-00000070".into(),
+            "Tenant".into(),
+        ];
+        let handles: Vec<Arc<Entry>> = names
+            .iter()
+            .map(|n| Arc::new(Entry::new(n, &clock, None)))
+            .collect();
+        let sorted: Vec<String> = Registry::sorted(handles)
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect();
+        names.sort();
+        assert_eq!(sorted, names);
+    }
 
     /// The collision-prone shape of an unfinalised FxHash: names that differ
     /// only in their last digits. In a table of 2^17 slots, a good hash of
