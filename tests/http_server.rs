@@ -267,3 +267,26 @@ fn accept_errors_are_logged_and_retried() {
     );
     assert!(stdout.contains("accepting connections again"), "{stdout}");
 }
+
+#[tokio::test]
+async fn extreme_settings_are_clamped_instead_of_overflowing() {
+    let registry = Registry::new();
+    registry.heartbeat("relay");
+    let server = Server::start(
+        Endpoints::new(&registry)
+            .bearer_token(TOKEN)
+            .header_read_timeout(Duration::MAX)
+            .idle_timeout(Duration::MAX)
+            .shutdown_grace(Duration::MAX)
+            .max_connections(usize::MAX),
+    )
+    .await;
+    assert_eq!(request(server.addr, "GET", "/livez", &[]).await.status, 200);
+    server.stop().await;
+
+    // A zero idle timeout turns idle closing off: a request in flight is
+    // answered, and nothing spins.
+    let server = Server::start(endpoints(&registry).idle_timeout(Duration::ZERO)).await;
+    assert_eq!(request(server.addr, "GET", "/livez", &[]).await.status, 200);
+    server.stop().await;
+}

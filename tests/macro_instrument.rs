@@ -69,6 +69,14 @@ impl Relay {
     }
 }
 
+/// `mut` arguments reach the per-attempt fn by name.
+#[supervised(name = "shapes-mut-instrumented")]
+#[tracing::instrument(skip_all)]
+async fn counts(mut n: u32, label: String) {
+    n += 1;
+    tracing::info!(n, %label, "counted");
+}
+
 #[supervised(name = "shapes-plain-span")]
 async fn plain_logger(ctx: Context) {
     tracing::info!(seen = ctx.attempt(), "hello");
@@ -92,6 +100,7 @@ async fn every_attempt_runs_in_a_span_and_instrument_below_is_per_attempt() {
     assert!(task.spec().expects_heartbeat());
     start(task, &registry);
     start(plain_logger(), &registry);
+    start(counts(41, "x".to_owned()), &registry);
     start(Relay::serve(Arc::new(Relay { port: 7 })), &registry);
     sleep(Duration::from_millis(2_500)).await;
     let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
@@ -123,6 +132,7 @@ async fn every_attempt_runs_in_a_span_and_instrument_below_is_per_attempt() {
         ),
         "{out}"
     );
+    assert!(out.contains("counted n=42 label=x"), "{out}");
     // A task without `#[instrument]` logs inside the attempt's span too.
     assert!(
         out.contains("supervised{task=\"shapes-plain-span\" attempt=1}: hello seen=1"),

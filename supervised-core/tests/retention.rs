@@ -96,3 +96,24 @@ fn by_name_heartbeats_follow_forget_and_a_new_registry() {
     assert_eq!(names.len(), 101);
     assert!((0..100).all(|i| names.contains_key(&format!("tenant-{i:03}"))));
 }
+
+#[tokio::test]
+async fn a_by_name_beat_after_the_retention_takes_the_name_over() {
+    let clock = ManualClock::new();
+    let registry = Registry::with_clock(clock.clone());
+    registry.set_retain_finished(MINUTE);
+    finished(&registry, "legacy").await;
+    // Beaten by name while the task is kept: the task's entry takes it.
+    registry.heartbeat("legacy");
+    assert!(registry.status("legacy").is_some());
+    // Past the retention, with no view or registration to sweep: the beat
+    // makes a heartbeat-only entry that every read sees.
+    clock.advance(2 * MINUTE);
+    registry.heartbeat("legacy");
+    assert_eq!(registry.last_tick("legacy"), Some(clock.now()));
+    assert!(registry.is_healthy(&["legacy"], MINUTE).0);
+    assert_eq!(registry.status("legacy"), None);
+    clock.advance(MINUTE);
+    registry.heartbeat("legacy");
+    assert_eq!(registry.last_tick("legacy"), Some(clock.now()));
+}

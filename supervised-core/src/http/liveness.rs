@@ -191,9 +191,13 @@ impl<'a> Document<'a> {
                 },
             ));
         }
-        // Both runs are sorted by name and share no name: the sort merges them.
+        // Both runs are sorted by name: the sort merges them.
         if supervised < doc.subsystems.0.len() {
             doc.subsystems.0.sort_by(|a, b| a.0.cmp(&b.0));
+            // The two lists were read at different instants: a name that
+            // moved between them is listed once, as the task (stable sort:
+            // the supervised entry comes first).
+            doc.subsystems.0.dedup_by(|later, first| later.0 == first.0);
         }
         doc
     }

@@ -119,6 +119,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// [`Endpoints::shutdown_grace`].
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// The longest value the server's durations take: longer ones are cut to
+/// this (a day), so that no deadline overflows.
+pub const MAX_SERVER_DURATION: Duration = Duration::from_secs(86_400);
+
 /// The shortest bearer token [`EndpointsBuilder::bearer_token`] accepts, in
 /// bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
@@ -343,16 +347,16 @@ impl Endpoints {
     /// sends half a request. Default [`DEFAULT_HEADER_READ_TIMEOUT`] (10 s).
     /// Used by [`Endpoints::serve`] and [`serve`].
     pub fn header_read_timeout(self, timeout: Duration) -> Self {
-        self.edit(|s| s.limits.header_read_timeout = timeout)
+        self.edit(|s| s.limits.header_read_timeout = timeout.min(MAX_SERVER_DURATION))
     }
 
     /// A keep-alive connection with no request in flight that moves no byte
     /// for this long is closed. Default [`DEFAULT_IDLE_TIMEOUT`] (5 s). The
     /// wait for the next request's headers is also bounded by
     /// [`Endpoints::header_read_timeout`]: an idle connection is closed
-    /// after the shorter of the two.
+    /// after the shorter of the two. Zero turns this timeout off.
     pub fn idle_timeout(self, timeout: Duration) -> Self {
-        self.edit(|s| s.limits.idle_timeout = timeout)
+        self.edit(|s| s.limits.idle_timeout = timeout.min(MAX_SERVER_DURATION))
     }
 
     /// At most this many connections are served at once (at least 1); more
@@ -360,7 +364,8 @@ impl Endpoints {
     /// logged. Default [`DEFAULT_MAX_CONNECTIONS`] (512): keep it below the
     /// process's descriptor limit.
     pub fn max_connections(self, max: usize) -> Self {
-        self.edit(|s| s.limits.max_connections = max.max(1))
+        let max = max.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.edit(|s| s.limits.max_connections = max)
     }
 
     /// After the shutdown token of [`Endpoints::serve`] is cancelled,
@@ -368,7 +373,7 @@ impl Endpoints {
     /// closed, half-sent requests included. Default
     /// [`DEFAULT_SHUTDOWN_GRACE`] (1 s).
     pub fn shutdown_grace(self, grace: Duration) -> Self {
-        self.edit(|s| s.limits.shutdown_grace = grace)
+        self.edit(|s| s.limits.shutdown_grace = grace.min(MAX_SERVER_DURATION))
     }
 
     /// Serves the routes on `listener` until `shutdown` is cancelled, then

@@ -189,7 +189,7 @@ async fn connection(
                 // half-sent request included.
                 return;
             }
-            _ = tokio::time::sleep_until(idle_at), if closing_by.is_none() => {
+            _ = tokio::time::sleep_until(idle_at), if closing_by.is_none() && !limits.idle_timeout.is_zero() => {
                 if activity.idle_for(limits.idle_timeout) {
                     conn.as_mut().graceful_shutdown();
                     closing_by = Some(Instant::now() + limits.shutdown_grace);

@@ -47,7 +47,10 @@ pub(super) fn beat(registry: &Arc<Inner>, name: &str, wall: SystemTime) -> bool 
                 Some(slot)
                     if std::ptr::eq(slot.registry.as_ptr(), Arc::as_ptr(registry))
                         && *slot.entry.name == *name
-                        && slot.entry.is_held() =>
+                        && slot.entry.is_held()
+                        // A task that has ended may pass its retention: the
+                        // slow path decides.
+                        && slot.entry.ended_mono().is_none() =>
                 {
                     slot.entry.beat_named(wall);
                     true

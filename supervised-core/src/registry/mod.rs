@@ -291,8 +291,28 @@ impl Registry {
         if cache::beat(&self.inner, name, wall) {
             return;
         }
-        let entry = match self.inner.entries.get(name) {
-            Some(entry) => entry.value().clone(),
+        let now = self.inner.clock.now_mono();
+        let held = self.inner.entries.get(name).map(|e| e.value().clone());
+        let entry = match held {
+            Some(entry) if !self.expired(&entry, now) => entry,
+            // A finished task past its retention: the name is free again,
+            // for a heartbeat-only entry.
+            Some(expired) => {
+                let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
+                let removed = self
+                    .inner
+                    .entries
+                    .remove_if(name, |_, e| Arc::ptr_eq(e, &expired));
+                if removed.is_some() {
+                    expired.mark_removed();
+                }
+                self.inner
+                    .entries
+                    .entry(fresh.name.clone())
+                    .or_insert(fresh)
+                    .value()
+                    .clone()
+            }
             None => {
                 // A new name: only names every view can show safely are recorded.
                 if let Err(problem) = check_name(name) {

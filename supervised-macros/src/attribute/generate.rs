@@ -140,11 +140,13 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
                 let mut t = t.clone();
                 t.attrs.retain(|a| !super::signature::is_context_marker(a));
                 params.push(t.to_token_stream());
-                match &plan.ctx {
-                    Some(c) if c.index == i => {
+                match (&plan.ctx, &*t.pat) {
+                    (Some(c), _) if c.index == i => {
                         call.push(user_ctx_value.clone().into_token_stream())
                     }
-                    _ => call.push(t.pat.to_token_stream()),
+                    // The argument's name, without its `mut`.
+                    (_, syn::Pat::Ident(p)) => call.push(p.ident.to_token_stream()),
+                    (_, pat) => call.push(pat.to_token_stream()),
                 }
             }
             let generics = &sig.generics;
