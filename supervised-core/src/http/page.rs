@@ -6,9 +6,12 @@
 //! token comes from the URL fragment (`/admin/#token=…`, which browsers never
 //! send to the server) or a form, and is kept in the tab's `sessionStorage`.
 
+use axum::body::Body;
 use axum::http::header::{self, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+
+use super::respond::respond;
 
 /// The document.
 const PAGE: &str = include_str!("page.html");
@@ -19,19 +22,11 @@ const POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 
                       connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
                       form-action 'none'; frame-ancestors 'none'";
 
-/// `GET /admin/`.
+/// `GET /admin/`: the shared answer headers (`no-store`, `nosniff`), plus
+/// the page's policy.
 pub(super) async fn page() -> Response {
-    let mut response = (StatusCode::OK, PAGE).into_response();
+    let mut response = respond(StatusCode::OK, "text/html; charset=utf-8", Body::from(PAGE));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(POLICY),

@@ -298,20 +298,15 @@ impl Registry {
             // A finished task past its retention: the name is free again,
             // for a heartbeat-only entry.
             Some(expired) => {
-                let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
-                let removed = self
+                if self
                     .inner
                     .entries
-                    .remove_if(name, |_, e| Arc::ptr_eq(e, &expired));
-                if removed.is_some() {
+                    .remove_if(name, |_, e| Arc::ptr_eq(e, &expired))
+                    .is_some()
+                {
                     expired.mark_removed();
                 }
-                self.inner
-                    .entries
-                    .entry(fresh.name.clone())
-                    .or_insert(fresh)
-                    .value()
-                    .clone()
+                self.heartbeat_only(name)
             }
             None => {
                 // A new name: only names every view can show safely are recorded.
@@ -319,17 +314,23 @@ impl Registry {
                     tracing::warn!(name = ?name, "supervised: heartbeat for an invalid name ignored: {problem}");
                     return;
                 }
-                let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
-                self.inner
-                    .entries
-                    .entry(fresh.name.clone())
-                    .or_insert(fresh)
-                    .value()
-                    .clone()
+                self.heartbeat_only(name)
             }
         };
         entry.beat_named(wall);
         cache::remember(&self.inner, name, entry);
+    }
+
+    /// The entry of `name`, made heartbeat-only if no entry holds the name
+    /// (another thread may have made one first: that one is returned).
+    fn heartbeat_only(&self, name: &str) -> Arc<Entry> {
+        let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
+        self.inner
+            .entries
+            .entry(fresh.name.clone())
+            .or_insert(fresh)
+            .value()
+            .clone()
     }
 
     /// The time of the last heartbeat of `name`; `None` if it never beat or is
