@@ -195,7 +195,7 @@ where
         }
         guard.scope = Some(scope.clone());
         let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
-        let ending = match spawn_attempt(&mut f, ctx, &spec.name, entry, &scope, attempt) {
+        let ending = match spawn_attempt(&mut f, ctx, entry, &scope, attempt) {
             Ok(handle) => {
                 guard.attempt = Some(handle);
                 watch_attempt(spec, token, guard, &scope, attempt).await
@@ -246,7 +246,6 @@ where
 fn spawn_attempt<F, Fut>(
     f: &mut F,
     ctx: Context,
-    name: &str,
     entry: &Arc<Entry>,
     scope: &Arc<Scope>,
     attempt: u32,
@@ -256,6 +255,7 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
+    let name = entry.name();
     let span = tracing::info_span!("supervised", task = name, attempt);
     let fut = span
         .in_scope(|| catch_call(attempt, || f(ctx)))
@@ -290,10 +290,7 @@ where
             })
     }
     #[cfg(not(tokio_unstable))]
-    {
-        let _ = name;
-        Ok(tokio::spawn(attempt_fut))
-    }
+    Ok(tokio::spawn(attempt_fut))
 }
 
 /// Aborts the attempt (a no-op when it has ended) and its children, and waits
