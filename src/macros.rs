@@ -61,6 +61,47 @@
 /// # }
 /// ```
 ///
+/// # Group options
+///
+/// Options come before the tasks, in any order, separated by `,` and ended by
+/// `;`. Each is checked when the macro expands.
+///
+/// | option | meaning |
+/// |---|---|
+/// | `token = expr` | the tasks stop when this `CancellationToken` is cancelled |
+/// | `strategy = one_for_one` \| `one_for_all` \| `rest_for_one` | see [`Strategy`](crate::Strategy) |
+/// | `ordered` | start in order, each once the previous is ready; stop in reverse ([`Group::ordered`](crate::Group::ordered)) |
+/// | `start_timeout = "30s"` | how long an ordered member has to become ready |
+/// | `max_restarts = 5, within = "1m"` | give up after more restarts than that ([`Group::with_max_restarts`](crate::Group::with_max_restarts)) |
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised::{spawn_all, supervised, Context};
+///
+/// #[supervised(stale_after = "30s")]
+/// async fn db(ctx: Context) {
+///     loop {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+/// }
+///
+/// #[supervised(stale_after = "30s")]
+/// async fn api(ctx: Context) {
+///     loop {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let group = spawn_all!(
+///     ordered, strategy = rest_for_one, max_restarts = 5, within = "1m";
+///     db, api,
+/// );
+/// # group.shutdown(Duration::from_secs(1)).await;
+/// # }
+/// ```
+///
 /// # Names
 ///
 /// The tasks of a group need different names. Naming the same fn twice is a

@@ -8,8 +8,8 @@ use std::future::Future;
 
 pub use ::core::time::Duration;
 pub use supervised_core::{
-    BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec, Task,
-    TaskOutput,
+    BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec,
+    Strategy, Task, TaskOutput,
 };
 pub use supervised_macros::__spawn_all;
 

@@ -57,6 +57,11 @@ impl Context {
         self.entry.name()
     }
 
+    /// The task's registry entry.
+    pub(crate) fn entry(&self) -> &Arc<Entry> {
+        &self.entry
+    }
+
     /// Which attempt this is: 1 on the first run, 2 after the first restart.
     pub fn attempt(&self) -> u32 {
         self.attempt

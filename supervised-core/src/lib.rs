@@ -53,6 +53,7 @@ mod backtrace;
 pub mod clock;
 mod context;
 mod drain;
+mod events;
 pub mod format;
 mod group;
 #[cfg(feature = "http")]
@@ -71,7 +72,8 @@ pub use backtrace::PanicBacktrace;
 pub use clock::ManualClock;
 pub use context::Context;
 pub use drain::drain;
-pub use group::Group;
+pub use events::{Event, EventKind, RestartCause, EVENT_BUFFER};
+pub use group::{AddError, Group, GroupHandle, Strategy, DEFAULT_START_TIMEOUT};
 pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, panics_are_caught};
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};
 pub use registry::{

@@ -12,12 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::registry::{Entry, Registry};
-use crate::run::{Exit, Spec, TaskOutput};
+use crate::run::{Control, Exit, Spec, TaskOutput};
 
 /// The future of one attempt, boxed, with its outcome as output. Not public
 /// API.
 #[doc(hidden)]
 pub type BoxedAttempt = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'static>>;
+/// A task's registry and entry, once registered.
+pub(crate) type Registered = Option<(Registry, Arc<Entry>)>;
 type Factory = Box<dyn FnMut(Context) -> BoxedAttempt + Send + 'static>;
 
 /// A supervised task, ready to run: its [`Spec`] and a factory that makes one
@@ -151,5 +153,28 @@ impl Task {
         token: CancellationToken,
     ) -> (Option<(Registry, Arc<Entry>)>, JoinHandle<Exit>) {
         self.spec.start(token, self.factory)
+    }
+
+    /// Registers the task as a member of a group now (see
+    /// [`Spec::member`]) and returns its supervisor, to be spawned, which
+    /// gives the task back at the end.
+    pub(crate) fn member(
+        self,
+        token: CancellationToken,
+        control: Arc<Control>,
+        parent: Option<&Arc<Entry>>,
+    ) -> (
+        Registered,
+        impl Future<Output = (Exit, Task)> + Send + 'static,
+    ) {
+        let (registered, supervisor) = self.spec.member(token, control, parent, self.factory);
+        let fut = async move {
+            let (exit, spec, factory) = match supervisor {
+                Ok(supervisor) => supervisor.await,
+                Err(parts) => parts,
+            };
+            (exit, Task { spec, factory })
+        };
+        (registered, fut)
     }
 }

@@ -2,7 +2,7 @@
 //! supervision data.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use super::status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
@@ -37,6 +37,11 @@ pub(crate) struct Supervision {
     blocked: AtomicU64,
     /// Boxed: most tasks never fail, and an empty slot costs one word.
     last_failure: Mutex<Option<Box<Failure>>>,
+    /// The group task this task is a member of.
+    parent: OnceLock<Arc<Entry>>,
+    /// Woken on the first heartbeat and on every change of state, once
+    /// someone waits for the task to be ready (an ordered group).
+    watch: OnceLock<Box<tokio::sync::Notify>>,
 }
 
 /// One name in the registry.
@@ -83,6 +88,8 @@ impl Entry {
             stalls: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
             last_failure: Mutex::new(None),
+            parent: OnceLock::new(),
+            watch: OnceLock::new(),
         });
         Entry {
             name: Arc::from(name),
@@ -124,6 +131,70 @@ impl Entry {
         self.beat_mono.store(now, Ordering::Relaxed);
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
+        if n == 0 {
+            self.first_beat();
+        }
+    }
+
+    /// The first beat ever: wakes whoever waits for the task to be ready.
+    #[cold]
+    fn first_beat(&self) {
+        self.wake_watchers();
+    }
+
+    fn wake_watchers(&self) {
+        if let Some(watch) = self.supervision.as_ref().and_then(|s| s.watch.get()) {
+            watch.notify_waiters();
+        }
+    }
+
+    /// What wakes on the first heartbeat and on every change of state.
+    pub(crate) fn watch(&self) -> &tokio::sync::Notify {
+        self.sup().watch.get_or_init(Default::default)
+    }
+
+    /// Ready as an ordered group means it: running and beaten at least once
+    /// (or running and heartbeat-less), or completed.
+    pub(crate) fn is_ready(&self) -> bool {
+        let Some(state) = self.state() else {
+            return false;
+        };
+        match state {
+            TaskState::Completed => true,
+            TaskState::Running => self.beats() > 0 || !self.sup().settings.expects_heartbeat,
+            _ => false,
+        }
+    }
+
+    /// The path of the group tasks this task is a member of, outermost
+    /// first, joined by `/`.
+    pub(crate) fn parent_path(&self) -> Option<String> {
+        let mut names: Vec<&str> = Vec::new();
+        let mut at = self.supervision.as_ref()?.parent.get();
+        // Links only point to entries registered earlier, so there is no
+        // cycle; the bound is a guard all the same.
+        while let Some(parent) = at {
+            if names.len() == 64 {
+                break;
+            }
+            names.push(parent.name());
+            at = parent.supervision.as_ref().and_then(|s| s.parent.get());
+        }
+        if names.is_empty() {
+            return None;
+        }
+        names.reverse();
+        Some(names.join("/"))
+    }
+
+    /// Records the group task this task is a member of; the first one
+    /// given stays.
+    pub(crate) fn set_parent(&self, parent: &Arc<Entry>) {
+        if let Some(sup) = &self.supervision {
+            if !std::ptr::eq(self, &**parent) {
+                let _ = sup.parent.set(parent.clone());
+            }
+        }
     }
 
     /// A heartbeat through the `Context` of `attempt`: counts only while that
@@ -141,6 +212,9 @@ impl Entry {
         self.named_mono.store(now, Ordering::Relaxed);
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
+        if n == 0 {
+            self.first_beat();
+        }
     }
 
     pub(crate) fn beats(&self) -> u64 {
@@ -192,6 +266,7 @@ impl Entry {
                 .store(self.hot.now().max(1), Ordering::Release);
         }
         sup.state.store(state.to_u8(), Ordering::Release);
+        self.wake_watchers();
     }
 
     /// When the task reached its final state (registry-clock stamp); `None`
@@ -228,6 +303,7 @@ impl Entry {
             }
         }
         sup.stale.store(false, Ordering::Relaxed);
+        self.wake_watchers();
     }
 
     /// Records the start of an attempt. Not a heartbeat: the task has done
@@ -245,6 +321,19 @@ impl Entry {
     /// The attempt is over: its `Context` no longer beats.
     pub(crate) fn end_attempt(&self) {
         self.live_attempt.store(0, Ordering::Relaxed);
+    }
+
+    /// The current (or last) attempt, 0 before the first.
+    pub(crate) fn attempt(&self) -> u32 {
+        self.supervision
+            .as_ref()
+            .map_or(0, |s| s.attempt.load(Ordering::Relaxed))
+    }
+
+    /// The last failure recorded.
+    pub(crate) fn last_failure(&self) -> Option<Failure> {
+        let sup = self.supervision.as_ref()?;
+        lock(&sup.last_failure).as_deref().cloned()
     }
 
     pub(crate) fn restarts(&self) -> u64 {
@@ -360,6 +449,7 @@ impl Entry {
                 blocked: sup.blocked.load(Ordering::Relaxed),
             },
             last_failure: lock(&sup.last_failure).as_deref().cloned(),
+            parent: self.parent_path(),
         })
     }
 }

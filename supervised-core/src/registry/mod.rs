@@ -40,6 +40,7 @@ use std::time::{Duration, SystemTime};
 use dashmap::DashMap;
 
 use crate::clock::{Clock, ManualClock};
+use crate::events::{Event, EventKind, Events};
 
 mod cache;
 mod entry;
@@ -81,6 +82,7 @@ pub(crate) struct Inner {
     retain_finished: AtomicU64,
     /// Registry-clock stamp of the next sweep of finished tasks.
     next_sweep: AtomicU64,
+    events: Events,
 }
 
 impl fmt::Debug for Registry {
@@ -120,6 +122,7 @@ impl Registry {
                 entries: Names::default(),
                 retain_finished: AtomicU64::new(nanos(DEFAULT_RETAIN_FINISHED)),
                 next_sweep: AtomicU64::new(0),
+                events: Events::new(),
             }),
         }
     }
@@ -265,6 +268,48 @@ impl Registry {
             }
         }
         Ok(entry)
+    }
+
+    /// Every lifecycle change of the tasks of this registry from now on:
+    /// attempts started, failures, backoffs, restarts on request, ends.
+    ///
+    /// Publishing costs nothing while nobody subscribes. A subscriber that
+    /// falls more than [`EVENT_BUFFER`](crate::EVENT_BUFFER) events behind
+    /// loses the oldest (its next `recv` says how many); a slow subscriber
+    /// never slows a task.
+    ///
+    /// ```
+    /// use supervised_core::{CancellationToken, Context, EventKind, Registry, Spec};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let registry = Registry::new();
+    /// let mut events = registry.subscribe();
+    /// Spec::new("once")
+    ///     .registry(&registry)
+    ///     .run(CancellationToken::new(), |_ctx: Context| async {})
+    ///     .await;
+    /// assert!(matches!(events.recv().await.unwrap().kind, EventKind::Started));
+    /// assert!(matches!(events.recv().await.unwrap().kind, EventKind::Stopped(_)));
+    /// # }
+    /// ```
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Publishes an event about `task` when someone listens; `kind` is only
+    /// built then.
+    #[inline]
+    pub(crate) fn publish(&self, task: &str, attempt: u32, kind: impl FnOnce() -> EventKind) {
+        let events = &self.inner.events;
+        if events.wanted() {
+            events.send(Event {
+                task: task.to_owned(),
+                attempt,
+                at: self.inner.clock.now_wall(),
+                kind: kind(),
+            });
+        }
     }
 
     /// The wall time now, on this registry's clock.

@@ -229,6 +229,11 @@ pub struct TaskStatus {
     pub failures: FailureCounts,
     /// The most recent failure.
     pub last_failure: Option<Failure>,
+    /// The path of the group tasks this task runs in, outermost first and
+    /// joined by `/` (`"platform/workers"`), when it is a member of a group
+    /// made into a task with [`Group::into_task`](crate::Group::into_task);
+    /// `None` for a task at the top.
+    pub parent: Option<String>,
 }
 
 impl TaskStatus {

@@ -40,9 +40,10 @@ impl Streak {
         }
     }
 
-    /// Attempt `attempt` starts now.
-    pub(super) fn started(&mut self, attempt: u32) {
-        if let (Some(restarts), true) = (self.restarts.as_mut(), attempt > 1) {
+    /// Attempt `attempt` starts now; `requested` when it follows a restart
+    /// on request, which the restart limit does not count.
+    pub(super) fn started(&mut self, attempt: u32, requested: bool) {
+        if let (Some(restarts), true) = (self.restarts.as_mut(), attempt > 1 && !requested) {
             restarts.push_back(Instant::now());
         }
     }

@@ -15,11 +15,13 @@ use crate::policy::{
 };
 use crate::registry::{Entry, Failure, Registry, Settings};
 
+mod control;
 mod decide;
 mod stall;
 mod supervise;
 
-use supervise::{register, supervise};
+pub(crate) use control::{Control, Membership};
+use supervise::{register, supervise, supervise_parts};
 
 /// What a supervised fn may return: `()`, `Result<(), E>`, [`Infallible`] or
 /// `Result<Infallible, E>`, with `E: Display + Send + 'static`.
@@ -450,11 +452,43 @@ impl Spec {
         // Fails before anything is registered when there is no runtime.
         let runtime = tokio::runtime::Handle::current();
         match register(&self) {
-            Ok((registry, entry)) => {
-                let handle = runtime.spawn(supervise(self, token, Some(entry.clone()), f));
-                (Some((registry, entry)), handle)
+            Ok(registered) => {
+                let handle = runtime.spawn(supervise(self, token, Some(registered.clone()), f));
+                (Some(registered), handle)
             }
             Err(exit) => (None, runtime.spawn(std::future::ready(exit))),
+        }
+    }
+
+    /// Registers a member of a group now (under `parent`, the path of the
+    /// group tasks it runs in) and returns its supervisor, to be spawned:
+    /// `Err` with the exit when it cannot run. The supervisor gives the
+    /// policy and the factory back at the end.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn member<F, Fut>(
+        self,
+        token: CancellationToken,
+        control: Arc<Control>,
+        parent: Option<&Arc<Entry>>,
+        f: F,
+    ) -> (
+        Option<(Registry, Arc<Entry>)>,
+        Result<impl Future<Output = (Exit, Spec, F)> + Send + 'static, (Exit, Spec, F)>,
+    )
+    where
+        F: FnMut(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: TaskOutput,
+    {
+        match register(&self) {
+            Ok(registered) => {
+                if let Some(parent) = parent {
+                    registered.1.set_parent(parent);
+                }
+                let fut = supervise_parts(self, token, Some(registered.clone()), Some(control), f);
+                (Some(registered), Ok(fut))
+            }
+            Err(exit) => (None, Err((exit, self, f))),
         }
     }
 }

@@ -10,10 +10,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::control::{Control, Request};
 use super::decide::{decide, finish, record, Ending, Streak};
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, Spec, TaskOutput};
 use crate::context::{Context, Scope};
+use crate::events::EventKind;
 use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
 use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
@@ -49,10 +51,12 @@ pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
             if let Some(parent) = &spec.escalate {
                 parent.cancel();
             }
-            Err(Exit::Failed {
+            let exit = Exit::Failed {
                 reason: GaveUp::NameTaken,
                 failure,
-            })
+            };
+            registry.publish(&spec.name, 0, || EventKind::Stopped(exit.clone()));
+            Err(exit)
         }
     }
 }
@@ -62,17 +66,22 @@ type AttemptHandle = JoinHandle<Result<(), Failure>>;
 /// Aborts the attempt if the supervisor is dropped; the task is recorded as
 /// cancelled once the attempt and its children are dropped.
 struct Guard {
+    registry: Registry,
     entry: Arc<Entry>,
     attempt: Option<AttemptHandle>,
     scope: Option<Arc<Scope>>,
+    /// Disarmed once the supervisor has recorded the task's end itself.
+    armed: bool,
 }
 
 impl Guard {
-    fn new(entry: Arc<Entry>) -> Self {
+    fn new(registry: Registry, entry: Arc<Entry>) -> Self {
         Guard {
+            registry,
             entry,
             attempt: None,
             scope: None,
+            armed: true,
         }
     }
 }
@@ -81,6 +90,12 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(handle) = self.attempt.take() {
             handle.abort();
+        }
+        if self.armed {
+            let attempt = self.entry.attempt();
+            self.registry.publish(self.entry.name(), attempt, || {
+                EventKind::Stopped(Exit::Cancelled)
+            });
         }
         let Some(scope) = self.scope.take() else {
             self.entry.finish(TaskState::Cancelled);
@@ -118,12 +133,12 @@ impl Drop for FinishOnDrop {
 }
 
 /// Supervises a task until it completes, is cancelled or gives up. With
-/// `entry`, the task was registered by the caller; without, it registers when
-/// first polled.
+/// `registered`, the task was registered by the caller; without, it
+/// registers when first polled.
 pub(super) fn supervise<F, Fut>(
     spec: Spec,
     token: CancellationToken,
-    entry: Option<Arc<Entry>>,
+    registered: Option<(Registry, Arc<Entry>)>,
     f: F,
 ) -> impl Future<Output = Exit> + Send + 'static
 where
@@ -131,9 +146,28 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
+    let parts = supervise_parts(spec, token, registered, None, f);
+    async move { parts.await.0 }
+}
+
+/// [`supervise`] for a member of a group: restarts on `control`'s requests
+/// and reports failures to the group, and gives back the policy and the
+/// factory at the end, so that the group can run the task again.
+pub(super) fn supervise_parts<F, Fut>(
+    spec: Spec,
+    token: CancellationToken,
+    registered: Option<(Registry, Arc<Entry>)>,
+    control: Option<Arc<Control>>,
+    mut f: F,
+) -> impl Future<Output = (Exit, Spec, F)> + Send + 'static
+where
+    F: FnMut(Context) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
     // Made now, so that a registered task whose supervisor is dropped before
     // its first poll is still recorded as cancelled.
-    let guard = entry.map(Guard::new);
+    let guard = registered.map(|(registry, entry)| Guard::new(registry, entry));
     // A plain fn returning a block, not an `async fn`: the block uses what it
     // captures in place, where an `async fn` would also keep a copy of each
     // argument. This future's size is memory every supervised task pays for.
@@ -141,8 +175,8 @@ where
         let mut guard = match guard {
             Some(guard) => guard,
             None => match register(&spec) {
-                Ok((_, entry)) => Guard::new(entry),
-                Err(exit) => return exit,
+                Ok((registry, entry)) => Guard::new(registry, entry),
+                Err(exit) => return (exit, spec, f),
             },
         };
         let entry = guard.entry.clone();
@@ -150,42 +184,54 @@ where
         let token = token.child_token();
         // On the heap, and only for tasks that have a watchdog.
         let stall = spec.stale_after.map(|_| Box::<Stall>::default());
-        match (spec.stale_after, stall.as_deref()) {
+        let control = control.as_deref();
+        let exit = match (spec.stale_after, stall.as_deref()) {
             (Some(stale_after), Some(stall)) => {
                 let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
                 tokio::select! {
                     biased;
-                    exit = run(&spec, &token, &entry, &mut guard, Some(stall), f) => exit,
+                    exit = run(&spec, &token, &mut guard, Some(stall), control, &mut f) => exit,
                     never = watchdog => match never {},
                 }
             }
-            _ => run(&spec, &token, &entry, &mut guard, None, f).await,
-        }
+            _ => run(&spec, &token, &mut guard, None, control, &mut f).await,
+        };
+        guard.armed = false;
+        guard.registry.publish(entry.name(), entry.attempt(), || {
+            EventKind::Stopped(exit.clone())
+        });
+        (exit, spec, f)
     }
 }
 
 async fn run<F, Fut>(
     spec: &Spec,
     token: &CancellationToken,
-    entry: &Arc<Entry>,
     guard: &mut Guard,
     stall: Option<&Stall>,
-    mut f: F,
+    control: Option<&Control>,
+    f: &mut F,
 ) -> Exit
 where
     F: FnMut(Context) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
+    let entry = &guard.entry.clone();
+    let registry = &guard.registry.clone();
     let mut attempt: u32 = 0;
     let mut streak = Streak::new(spec);
+    // The next start follows a restart on request: not one the restart
+    // limit counts.
+    let mut requested = false;
     loop {
         if token.is_cancelled() {
             return finish(entry, Exit::Cancelled);
         }
         attempt = attempt.saturating_add(1);
-        streak.started(attempt);
+        streak.started(attempt, requested);
         entry.start_attempt(attempt);
+        registry.publish(entry.name(), attempt, || EventKind::Started);
         tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
         let started = Instant::now();
 
@@ -194,11 +240,15 @@ where
             stall.begin(attempt, &scope);
         }
         guard.scope = Some(scope.clone());
-        let ctx = Context::new(entry.clone(), token.clone(), attempt, scope.clone());
-        let ending = match spawn_attempt(&mut f, ctx, entry, &scope, attempt) {
+        let attempt_token = match control {
+            Some(control) => control.begin_attempt(token),
+            None => token.clone(),
+        };
+        let ctx = Context::new(entry.clone(), attempt_token.clone(), attempt, scope.clone());
+        let ending = match spawn_attempt(f, ctx, entry, &scope, attempt) {
             Ok(handle) => {
                 guard.attempt = Some(handle);
-                watch_attempt(spec, token, guard, &scope, attempt).await
+                watch_attempt(spec, &attempt_token, guard, &scope, attempt).await
             }
             Err(failure) => Ending::Failed(failure),
         };
@@ -206,31 +256,101 @@ where
             stall.end();
         }
         record(entry, &ending);
+        if let Ending::Failed(failure) | Ending::Cancelled(Some(failure)) = &ending {
+            registry.publish(entry.name(), attempt, || {
+                EventKind::Failed(Failure::clone(failure))
+            });
+        }
         stop_attempt(entry, guard, &scope).await;
 
-        let delay = match decide(
-            spec,
-            token.is_cancelled(),
-            entry,
-            ending,
-            started,
-            attempt,
-            &mut streak,
-        ) {
-            Ok(delay) => delay,
-            Err(exit) => return exit,
+        let request = control.and_then(|control| {
+            control.end_attempt();
+            control.take_request()
+        });
+        let mut deadline = match request {
+            Some(request) if !token.is_cancelled() => {
+                requested = true;
+                restarting(spec, registry, entry, attempt, request)
+            }
+            _ => {
+                requested = false;
+                // The attempt cancelled its own token: the task stops.
+                if attempt_token.is_cancelled() {
+                    token.cancel();
+                }
+                let failed = matches!(ending, Ending::Failed(_) | Ending::Cancelled(Some(_)));
+                let last = failed.then(|| entry.last_failure()).flatten();
+                let delay = match decide(
+                    spec,
+                    token.is_cancelled(),
+                    entry,
+                    ending,
+                    started,
+                    attempt,
+                    &mut streak,
+                ) {
+                    Ok(delay) => delay,
+                    Err(exit) => return exit,
+                };
+                registry.publish(entry.name(), attempt, || EventKind::BackingOff { delay });
+                let resume_at = Instant::now() + delay;
+                if let (Some(control), Some(failure)) = (control, &last) {
+                    control.failed(resume_at, failure);
+                }
+                resume_at
+            }
         };
         entry.set_state(TaskState::BackingOff);
-        // A zero delay restarts at once: a timer would round it up to the
-        // timer wheel's 1 ms granularity.
-        if !delay.is_zero() {
+        // Waits until the deadline, or a request that moves it; a zero delay
+        // restarts at once: a timer would round it up to the timer wheel's
+        // 1 ms granularity.
+        while deadline > Instant::now() {
+            let woken = async {
+                match control {
+                    Some(control) => control.woken().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = token.cancelled() => return finish(entry, Exit::Cancelled),
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = woken => {
+                    if let Some(request) = control.and_then(Control::take_request) {
+                        requested = true;
+                        deadline = restarting(spec, registry, entry, attempt, request);
+                    }
+                }
             }
         }
+        if token.is_cancelled() {
+            return finish(entry, Exit::Cancelled);
+        }
     }
+}
+
+/// Logs and publishes a restart on request; returns when the next attempt
+/// starts.
+fn restarting(
+    spec: &Spec,
+    registry: &Registry,
+    entry: &Entry,
+    attempt: u32,
+    request: Request,
+) -> Instant {
+    let delay = request.at.saturating_duration_since(Instant::now());
+    tracing::info!(
+        task = %spec.name,
+        attempt,
+        cause = %request.cause,
+        next_delay = %Rounded(delay),
+        "supervised task restarting"
+    );
+    registry.publish(entry.name(), attempt, || EventKind::Restarting {
+        delay,
+        cause: request.cause,
+    });
+    request.at
 }
 
 /// Makes attempt `attempt` with `f` and starts it on its own tokio task. The

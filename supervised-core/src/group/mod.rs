@@ -1,0 +1,664 @@
+//! Supervised tasks started and stopped together: a group, its restart
+//! strategy and intensity, ordered start and stop, members added and removed
+//! at run time, and groups as members of other groups.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::format::Rounded;
+use crate::policy::{RestartLimit, DEFAULT_GRACE};
+use crate::registry::{lock, Entry, Failure, Registry};
+use crate::run::{Control, Exit, Membership};
+use crate::task::Task;
+
+mod handle;
+mod ordering;
+mod strategy;
+
+pub use handle::{AddError, GroupHandle};
+use strategy::Intensity;
+pub use strategy::{Strategy, DEFAULT_START_TIMEOUT};
+
+/// Supervised tasks sharing one cancellation token: what `spawn_all!` returns.
+///
+/// Dropping a `Group` cancels its tasks, as dropping a
+/// [`JoinSet`](tokio::task::JoinSet) aborts its tasks; keep it for as long as
+/// the tasks should run, or [`detach`](Group::detach) it.
+///
+/// A group has a restart [`Strategy`] (one for one by default), may start
+/// and stop its members in order ([`Group::ordered`]), may give up when its
+/// members restart too often ([`Group::with_max_restarts`]), takes members
+/// at run time through a [`GroupHandle`], and can itself be a member of
+/// another group ([`Group::into_task`]): a supervision tree.
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised_core::{Context, Exit, Group, Registry, Spec, Task};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let registry = Registry::new();
+/// let mut group = Group::new();
+/// for name in ["a", "b"] {
+///     let spec = Spec::new(name).registry(&registry);
+///     group.spawn(Task::new(spec, |ctx: Context| async move {
+///         while !ctx.is_cancelled() {
+///             ctx.heartbeat();
+///             tokio::time::sleep(Duration::from_secs(1)).await;
+///         }
+///     }));
+/// }
+/// assert_eq!(group.names(), ["a", "b"]);
+/// let exits = group.shutdown(Duration::from_secs(5)).await;
+/// assert!(exits.iter().all(|(_, exit)| *exit == Exit::Cancelled));
+/// # }
+/// ```
+#[must_use = "dropping a `Group` cancels its tasks"]
+pub struct Group {
+    shared: Arc<Shared>,
+    /// The token of the group's members; a clone of the one in its state.
+    token: CancellationToken,
+    detached: bool,
+}
+
+/// What a group, its handles and its members' supervisors share.
+pub(crate) struct Shared {
+    config: Mutex<Config>,
+    state: Mutex<State>,
+    /// Woken when a member ends, is added or removed, and when the group
+    /// gives up.
+    changed: Notify,
+    next_id: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct Config {
+    strategy: Strategy,
+    ordered: bool,
+    start_timeout: Duration,
+    limit: Option<RestartLimit>,
+    grace: Duration,
+}
+
+struct State {
+    /// Cancelled to stop every member (in reverse order in an ordered group).
+    token: CancellationToken,
+    members: Vec<Member>,
+    intensity: Intensity,
+    /// Why the group gave up, if it did.
+    failure: Option<Failure>,
+    /// The entry of the task this group runs as, for its members' statuses.
+    parent: Option<Arc<Entry>>,
+    /// Counts the runs of a group task (one per attempt).
+    run: u64,
+    /// The run whose ordered-start driver is running.
+    driving: Option<u64>,
+}
+
+struct Member {
+    id: u64,
+    name: String,
+    control: Arc<Control>,
+    /// The member's own token: a child of the group's token, or, in an
+    /// ordered group, a token of its own that the driver cancels in order.
+    token: CancellationToken,
+    entry: Option<(Registry, Arc<Entry>)>,
+    run: Run,
+    started: Option<Instant>,
+}
+
+enum Run {
+    /// Not started (an ordered group's later members, or members of a group
+    /// task between two attempts).
+    Waiting(Task),
+    Running(AbortHandle),
+    /// Ended, with the task given back (absent when its supervisor was
+    /// aborted).
+    Ended(Exit, Option<Task>),
+    /// Taken out for a moment (while it is started).
+    Moving,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.detached {
+            self.token.cancel();
+        }
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let config = *lock(&self.shared.config);
+        f.debug_struct("Group")
+            .field("names", &self.names())
+            .field("strategy", &config.strategy)
+            .field("ordered", &config.ordered)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish()
+    }
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Group {
+    /// An empty group with a fresh token.
+    pub fn new() -> Self {
+        Self::with_token(CancellationToken::new())
+    }
+
+    /// An empty group whose tasks stop when `token` is cancelled (the group
+    /// cancels only a child of it, never `token` itself).
+    pub fn with_token(token: CancellationToken) -> Self {
+        let token = token.child_token();
+        Group {
+            shared: Arc::new(Shared {
+                config: Mutex::new(Config {
+                    strategy: Strategy::OneForOne,
+                    ordered: false,
+                    start_timeout: DEFAULT_START_TIMEOUT,
+                    limit: None,
+                    grace: DEFAULT_GRACE,
+                }),
+                state: Mutex::new(State {
+                    token: token.clone(),
+                    members: Vec::new(),
+                    intensity: Intensity::default(),
+                    failure: None,
+                    parent: None,
+                    run: 0,
+                    driving: None,
+                }),
+                changed: Notify::new(),
+                next_id: AtomicU64::new(0),
+            }),
+            token,
+            detached: false,
+        }
+    }
+
+    /// Which members restart when one fails (default
+    /// [`Strategy::OneForOne`]). Applies to failures from now on.
+    pub fn with_strategy(self, strategy: Strategy) -> Group {
+        lock(&self.shared.config).strategy = strategy;
+        self
+    }
+
+    /// Starts the members in the order they are added, each once the one
+    /// before it is ready: it has beaten once, or is heartbeat-less and
+    /// running, or has completed. A member not ready within the start
+    /// timeout ([`DEFAULT_START_TIMEOUT`], 30 s, counted from its start;
+    /// see [`Group::with_start_timeout`]) makes the group give up.
+    ///
+    /// Stops them in reverse order: a member is cancelled only once every
+    /// member added after it has ended. [`Group::shutdown`]'s grace stays
+    /// the bound on the whole stop.
+    ///
+    /// Call it before spawning members: members spawned before are already
+    /// running.
+    pub fn ordered(self) -> Group {
+        lock(&self.shared.config).ordered = true;
+        self
+    }
+
+    /// How long a member of an [ordered](Group::ordered) group has to become
+    /// ready (default [`DEFAULT_START_TIMEOUT`]).
+    pub fn with_start_timeout(self, timeout: Duration) -> Group {
+        lock(&self.shared.config).start_timeout = timeout;
+        self
+    }
+
+    /// Gives up when the members restart more than `max_restarts` times in
+    /// all within any window of `within` (a failure counts once, however
+    /// many members the strategy restarts with it; restarts on request do
+    /// not count): every member is cancelled and the group ends failed
+    /// ([`Group::gave_up`]). As a member of another group
+    /// ([`Group::into_task`]), that is a failure of the group's task, which
+    /// its parent's policy handles.
+    pub fn with_max_restarts(self, max_restarts: u32, within: Duration) -> Group {
+        lock(&self.shared.config).limit = Some(RestartLimit {
+            max_restarts,
+            within,
+        });
+        self
+    }
+
+    /// The grace the group gives its members in all when it runs as a task
+    /// ([`Group::into_task`]) and that task is cancelled (default 5 s).
+    pub fn with_grace(self, grace: Duration) -> Group {
+        lock(&self.shared.config).grace = grace;
+        self
+    }
+
+    /// Starts `task` on a new tokio task (in an ordered group, once the
+    /// member before it is ready).
+    ///
+    /// # Panics
+    ///
+    /// When a task of this group already has the same name, or outside a tokio
+    /// runtime.
+    pub fn spawn(&mut self, task: Task) -> &mut Self {
+        if let Err(name) = self.try_spawn(task) {
+            panic!(
+                "supervised: two tasks of one group are named `{name}`; names must be unique \
+                 (rename one with `.named(\"..\")`)"
+            );
+        }
+        self
+    }
+
+    /// Starts `task` unless a task of this group already has its name, which is
+    /// then returned.
+    pub fn try_spawn(&mut self, task: Task) -> Result<(), String> {
+        self.shared
+            .add(task)
+            .map_err(|e| e.into_task().name().to_owned())
+    }
+
+    /// A handle for other tasks to add, remove and restart members while
+    /// the group runs.
+    pub fn handle(&self) -> GroupHandle {
+        GroupHandle::new(self.shared.clone())
+    }
+
+    /// The token the group's tasks watch; cancel it to stop them all.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The members' names, in the order they were added.
+    pub fn names(&self) -> Vec<String> {
+        self.shared.names()
+    }
+
+    /// `true` when every task of this group is healthy: not stale by its own
+    /// `stale_after`, not blocking its thread, not
+    /// [failed](crate::TaskState::Failed). A member that never ran because a
+    /// live task held its name is not healthy, nor is a group that gave up.
+    ///
+    /// Reads the group's own members, whatever else is registered under
+    /// their names.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.is_healthy()
+    }
+
+    /// Why the group gave up ([`Group::with_max_restarts`], or an ordered
+    /// member not ready in time), if it did.
+    pub fn gave_up(&self) -> Option<Failure> {
+        lock(&self.shared.state).failure.clone()
+    }
+
+    /// Lets the tasks run on after this `Group` is dropped; nothing but the
+    /// token the group was made with (or the runtime's end) stops them then.
+    pub fn detach(mut self) {
+        self.detached = true;
+    }
+
+    /// The group as one task, to be a member of another group: a supervision
+    /// tree. Each attempt of the task starts every member (the ones already
+    /// running are adopted by the first attempt) and runs until it is
+    /// cancelled, which stops the members (in reverse order if ordered)
+    /// within the group's grace ([`Group::with_grace`]), or until the group
+    /// gives up ([`Group::with_max_restarts`]), which fails the attempt: the
+    /// parent's policy then restarts the whole group after its backoff.
+    ///
+    /// The group task is heartbeat-less (its members beat for themselves)
+    /// and keeps running when every member has ended, so that members can
+    /// still be added through its [`handle`](Group::handle). Its members'
+    /// statuses name it in [`TaskStatus::parent`](crate::TaskStatus::parent).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use supervised_core::{Context, Group, Registry, Spec, Task};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let registry = Registry::new();
+    /// let worker = |name: &str| {
+    ///     Task::new(Spec::new(name).registry(&registry), |ctx: Context| async move {
+    ///         while !ctx.is_cancelled() {
+    ///             ctx.heartbeat();
+    ///             tokio::time::sleep(Duration::from_secs(1)).await;
+    ///         }
+    ///     })
+    /// };
+    /// let mut workers = Group::new();
+    /// workers.spawn(worker("w1")).spawn(worker("w2"));
+    /// let workers = workers
+    ///     .with_max_restarts(3, Duration::from_secs(60))
+    ///     .into_task("workers")
+    ///     .with_spec(|spec| spec.registry(&registry));
+    ///
+    /// let mut root = Group::new();
+    /// root.spawn(workers);
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// let w1 = registry.status("w1").unwrap();
+    /// assert_eq!(w1.parent.as_deref(), Some("workers"));
+    /// root.shutdown(Duration::from_secs(5)).await;
+    /// # }
+    /// ```
+    pub fn into_task(mut self, name: impl Into<String>) -> Task {
+        self.detached = true;
+        let shared = self.shared.clone();
+        let grace = lock(&shared.config).grace;
+        // The attempt stops its members within the group's grace and then
+        // returns; the task's own grace is a margin above that.
+        let spec = crate::run::Spec::new(name)
+            .without_heartbeat()
+            .grace(grace.saturating_add(Duration::from_secs(1)));
+        Task::new(spec, move |ctx: Context| {
+            let shared = shared.clone();
+            async move { shared.run_as_task(ctx).await }
+        })
+    }
+
+    /// Waits until every task has ended on its own, and returns how each ended,
+    /// in the order they were added.
+    pub async fn join(self) -> Vec<(String, Exit)> {
+        let shared = self.shared.clone();
+        shared.ended().await;
+        shared.exits()
+    }
+
+    /// Cancels every task and waits at most `grace` in all for them to end.
+    /// `grace` bounds the whole call, whatever grace a task declares: at the
+    /// deadline the attempts still running are aborted. One that is dropped
+    /// at once (it was awaiting something) is reported [`Exit::Cancelled`];
+    /// one that is not (it is blocked in a synchronous call) is reported
+    /// [`Exit::Abandoned`] and logged by name, and the registry shows it
+    /// [`Stopping`](crate::TaskState::Stopping) until it is dropped. Returns
+    /// how each task ended, in the order they were added.
+    ///
+    /// An [ordered](Group::ordered) group stops its members in reverse
+    /// order, each once every later one has ended.
+    pub async fn shutdown(self, grace: Duration) -> Vec<(String, Exit)> {
+        let shared = self.shared.clone();
+        shared.stop(grace).await;
+        shared.exits()
+    }
+}
+
+impl Shared {
+    fn config(&self) -> Config {
+        *lock(&self.config)
+    }
+
+    fn names(&self) -> Vec<String> {
+        lock(&self.state)
+            .members
+            .iter()
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    fn is_healthy(&self) -> bool {
+        let state = lock(&self.state);
+        state.failure.is_none()
+            && state.members.iter().all(|m| match &m.run {
+                // Not started yet in an ordered group: nothing to say yet.
+                Run::Waiting(_) | Run::Moving => true,
+                _ => m
+                    .entry
+                    .as_ref()
+                    .and_then(|(registry, entry)| registry.status_of(entry))
+                    .is_some_and(|s| s.healthy),
+            })
+    }
+
+    /// Adds a member: starts it now, or in an ordered group queues it for
+    /// the driver.
+    fn add(self: &Arc<Self>, task: Task) -> Result<(), AddError> {
+        let config = self.config();
+        let mut state = lock(&self.state);
+        if state.members.iter().any(|m| m.name == task.name()) {
+            return Err(AddError::name_taken(task));
+        }
+        if state.token.is_cancelled() {
+            return Err(AddError::closed(task));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let membership: std::sync::Weak<dyn Membership> = Arc::downgrade(self) as _;
+        let token = if config.ordered {
+            CancellationToken::new()
+        } else {
+            state.token.child_token()
+        };
+        state.members.push(Member {
+            id,
+            name: task.name().to_owned(),
+            control: Arc::new(Control::new(id, membership)),
+            token,
+            entry: None,
+            run: Run::Waiting(task),
+            started: None,
+        });
+        if config.ordered {
+            self.ensure_driver(&mut state);
+        } else {
+            let last = state.members.len() - 1;
+            self.start(&mut state, last);
+        }
+        drop(state);
+        self.changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Starts member `index`, which is waiting.
+    fn start(self: &Arc<Self>, state: &mut State, index: usize) {
+        let parent = state.parent.clone();
+        let member = &mut state.members[index];
+        let Run::Waiting(task) = std::mem::replace(&mut member.run, Run::Moving) else {
+            return;
+        };
+        let (entry, supervisor) = task.member(
+            member.token.clone(),
+            member.control.clone(),
+            parent.as_ref(),
+        );
+        member.entry = entry;
+        member.started = Some(Instant::now());
+        let shared = Arc::downgrade(self);
+        let id = member.id;
+        let handle = tokio::spawn(async move {
+            let (exit, task) = supervisor.await;
+            if let Some(shared) = shared.upgrade() {
+                shared.member_ended(id, exit, task);
+            }
+        });
+        member.run = Run::Running(handle.abort_handle());
+    }
+
+    fn member_ended(&self, id: u64, exit: Exit, task: Task) {
+        let mut state = lock(&self.state);
+        if let Some(m) = state.members.iter_mut().find(|m| m.id == id) {
+            m.run = Run::Ended(exit, Some(task));
+        }
+        drop(state);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `done` holds, checked now and after each change.
+    async fn until(&self, mut done: impl FnMut(&State) -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done(&lock(&self.state)) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits until no member runs or waits to run.
+    fn ended(&self) -> impl Future<Output = ()> + '_ {
+        self.until(|state| state.members.iter().all(|m| is_ended(&m.run)))
+    }
+
+    /// Cancels every member (in reverse order if ordered) and waits for them
+    /// for `grace`; then aborts the ones still running.
+    async fn stop(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let ordered = self.config().ordered;
+        let token = lock(&self.state).token.clone();
+        token.cancel();
+        if ordered {
+            let _ = tokio::time::timeout_at(deadline, self.stop_in_reverse()).await;
+        } else {
+            let _ = tokio::time::timeout_at(deadline, self.ended()).await;
+        }
+        let mut overdue = false;
+        for m in lock(&self.state).members.iter_mut() {
+            m.token.cancel();
+            match &m.run {
+                Run::Running(handle) => {
+                    // Aborting the supervisor aborts its attempt; the task is
+                    // recorded as cancelled once the attempt is dropped.
+                    handle.abort();
+                    overdue = true;
+                }
+                Run::Waiting(_) => {
+                    let Run::Waiting(task) = std::mem::replace(&mut m.run, Run::Moving) else {
+                        unreachable!("just matched");
+                    };
+                    m.run = Run::Ended(Exit::Cancelled, Some(task));
+                }
+                _ => {}
+            }
+        }
+        if overdue {
+            // Let the runtime drop the aborted attempts that can be dropped:
+            // a few turns of the scheduler, no waiting on a timer.
+            for _ in 0..8 {
+                tokio::task::yield_now().await;
+            }
+            for m in lock(&self.state).members.iter_mut() {
+                if matches!(m.run, Run::Running(_)) {
+                    m.run = Run::Ended(overdue_exit(m, grace), None);
+                }
+            }
+        }
+    }
+
+    /// How each member ended, in order.
+    fn exits(&self) -> Vec<(String, Exit)> {
+        let state = lock(&self.state);
+        state
+            .members
+            .iter()
+            .map(|m| {
+                let exit = match &m.run {
+                    Run::Ended(exit, _) => exit.clone(),
+                    // Not started, or (after `join`) still running: `join`
+                    // returns only when none is.
+                    Run::Waiting(_) | Run::Moving | Run::Running(_) => Exit::Cancelled,
+                };
+                (m.name.clone(), exit)
+            })
+            .collect()
+    }
+
+    /// One attempt of the group as a task.
+    async fn run_as_task(self: Arc<Self>, ctx: Context) -> Result<(), String> {
+        let config = self.config();
+        let path = ctx.entry().clone();
+        {
+            let mut state = lock(&self.state);
+            if state.token.is_cancelled() {
+                // A new run after the last one gave up or was stopped.
+                state.token = ctx.token().child_token();
+                state.run += 1;
+                state.failure = None;
+                state.intensity.clear();
+                let token = state.token.clone();
+                for m in state.members.iter_mut() {
+                    if let Run::Ended(_, task) = std::mem::replace(&mut m.run, Run::Moving) {
+                        match task {
+                            Some(task) => m.run = Run::Waiting(task),
+                            None => m.run = Run::Ended(Exit::Cancelled, None),
+                        }
+                    }
+                    m.token = if config.ordered {
+                        CancellationToken::new()
+                    } else {
+                        token.child_token()
+                    };
+                }
+                state
+                    .members
+                    .retain(|m| !matches!(m.run, Run::Ended(_, None)));
+            }
+            state.parent = Some(path.clone());
+            for m in state.members.iter() {
+                if let Some((_, entry)) = &m.entry {
+                    entry.set_parent(&path);
+                }
+            }
+            if config.ordered {
+                self.ensure_driver(&mut state);
+            } else {
+                for i in 0..state.members.len() {
+                    self.start(&mut state, i);
+                }
+            }
+        }
+        // The members of the first run may have been started under the
+        // group's own token before the group became a task: an attempt
+        // dropped without returning stops them too.
+        let _stop_on_drop = lock(&self.state).token.clone().drop_guard();
+        let given_up = self.until(|state| state.failure.is_some());
+        tokio::select! {
+            _ = ctx.cancelled() => {
+                self.stop(config.grace).await;
+                Ok(())
+            }
+            _ = given_up => {
+                self.stop(config.grace).await;
+                let failure = lock(&self.state).failure.clone();
+                Err(failure.map_or_else(String::new, |f| format!("group gave up: {}", f.message)))
+            }
+        }
+    }
+}
+
+fn is_ended(run: &Run) -> bool {
+    matches!(run, Run::Ended(..))
+}
+
+/// The exit of a member whose supervisor was aborted at a shutdown's
+/// deadline.
+fn overdue_exit(m: &Member, grace: Duration) -> Exit {
+    let dropped = m.entry.as_ref().is_none_or(|(registry, entry)| {
+        registry.status_of(entry).is_none_or(|s| s.state.is_final())
+    });
+    if dropped {
+        tracing::warn!(
+            task = %m.name,
+            grace = %Rounded(grace),
+            "supervised task did not stop within the group's shutdown grace; \
+             its attempt was aborted"
+        );
+        Exit::Cancelled
+    } else {
+        tracing::error!(
+            task = %m.name,
+            grace = %Rounded(grace),
+            "supervised task was not stopped within the group's shutdown grace; \
+             abandoned (its attempt is aborted but not yet dropped)"
+        );
+        Exit::Abandoned
+    }
+}
