@@ -1,8 +1,18 @@
-//! A small service with five supervised subsystems and every operations
-//! endpoint: `cargo run --example service`.
+//! A small service with supervised subsystems in a small tree, and every
+//! operations endpoint: `cargo run --example service`.
 //!
-//! * `scheduler` runs a job every 2 s;
-//! * `relay` forwards the scheduler's jobs as they arrive;
+//! ```text
+//! root group
+//! ├── storage            an ordered group (rest for one), run as one task
+//! │   ├── db             ready after a 1 s warm-up; the others wait for it
+//! │   ├── scheduler      runs a job every 2 s
+//! │   └── relay          forwards the scheduler's jobs as they arrive
+//! ├── health-sweep
+//! ├── flaky-worker
+//! ├── ingest
+//! └── reports            added at run time, 3 s after the start
+//! ```
+//!
 //! * `health-sweep` checks things every 3 s;
 //! * `flaky-worker` panics every fourth tick and is restarted after a backoff;
 //! * `ingest` hangs now and then without beating; its `stale_after` of 3 s
@@ -24,7 +34,9 @@ use anyhow::{bail, Context as _};
 use supervised::format::Rounded;
 use supervised::http::Endpoints;
 use supervised::systemd::Watchdog;
-use supervised::{CancellationToken, Context, Group, OnStale, Registry, Spec, Task, TaskStatus};
+use supervised::{
+    CancellationToken, Context, Group, OnStale, Registry, Spec, Strategy, Task, TaskStatus,
+};
 use tokio::sync::mpsc;
 
 const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -55,16 +67,34 @@ async fn main() -> anyhow::Result<()> {
     let mut endpoints = Endpoints::new(registry).bearer_token(token.clone());
     let tasks = endpoints.drain(shutdown.clone(), drain);
 
-    // The subsystems.
-    let mut group = Group::with_token(tasks.clone());
+    // The subsystems. `storage` starts `db` first and the scheduler and the
+    // relay once it is ready, stops them in reverse order, and restarts the
+    // ones after a member that fails; the root group runs it as one task.
     let (jobs_tx, jobs_rx) = mpsc::channel::<u64>(64);
     let jobs_rx = std::sync::Arc::new(tokio::sync::Mutex::new(jobs_rx));
-    group
+    let mut storage = Group::with_token(tasks.clone())
+        .ordered()
+        .with_strategy(Strategy::RestForOne);
+    storage
+        .spawn(db())
         .spawn(scheduler(jobs_tx))
-        .spawn(relay(jobs_rx))
+        .spawn(relay(jobs_rx));
+    let mut group = Group::with_token(tasks.clone());
+    group
+        .spawn(storage.into_task("storage"))
         .spawn(health_sweep())
         .spawn(flaky_worker())
         .spawn(ingest());
+    // A member added while the group runs, as a tenant or a connection
+    // would be.
+    let members = group.handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        match members.add(reports()) {
+            Ok(()) => tracing::info!("added the run-time member `reports`"),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    });
 
     // The endpoints, and systemd when running under it.
     let listener = tokio::net::TcpListener::bind(addr)
@@ -117,6 +147,39 @@ async fn main() -> anyhow::Result<()> {
 }
 
 // --- The subsystems -----------------------------------------------------------
+
+/// The connection the scheduler and the relay need: ready (first beat) after
+/// a 1 s warm-up, then checks the connection every second.
+fn db() -> Task {
+    let spec = Spec::new("db").stale_after(Duration::from_secs(10));
+    Task::new(spec, |ctx: Context| async move {
+        tokio::select! {
+            _ = ctx.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        while !ctx.is_cancelled() {
+            ctx.heartbeat();
+            tokio::select! {
+                _ = ctx.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    })
+}
+
+/// Writes a report every 2 s; added to the running group after the start.
+fn reports() -> Task {
+    let spec = Spec::new("reports").stale_after(Duration::from_secs(10));
+    Task::new(spec, |ctx: Context| async move {
+        while !ctx.is_cancelled() {
+            ctx.heartbeat();
+            tokio::select! {
+                _ = ctx.cancelled() => {}
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    })
+}
 
 /// Runs a job every 2 s and hands it to the relay.
 fn scheduler(jobs: mpsc::Sender<u64>) -> Task {
@@ -260,7 +323,7 @@ fn print_banner(addr: SocketAddr, token: Option<&str>) {
 }
 
 fn print_table(tasks: &[TaskStatus]) {
-    let rows: Vec<[String; 5]> = tasks
+    let mut rows: Vec<[String; 5]> = tasks
         .iter()
         .map(|t| {
             let beat = match t.since_last_tick {
@@ -278,15 +341,15 @@ fn print_table(tasks: &[TaskStatus]) {
                 "{}/{}/{}",
                 t.failures.panics, t.failures.errors, t.failures.stalls
             );
-            [
-                t.name.clone(),
-                state,
-                beat,
-                t.restarts.to_string(),
-                failures,
-            ]
+            let name = match &t.parent {
+                Some(parent) => format!("{parent}/{}", t.name),
+                None => t.name.clone(),
+            };
+            [name, state, beat, t.restarts.to_string(), failures]
         })
         .collect();
+    // Members of a group task under it.
+    rows.sort_by(|a, b| a[0].cmp(&b[0]));
     let header = ["TASK", "STATE", "LAST BEAT", "RESTARTS", "PANIC/ERR/STALL"];
     // Each column as wide as its widest cell, so long names keep it aligned.
     let width = |i: usize| {

@@ -145,3 +145,63 @@ async fn second_of_a_name() {}
 async fn two_fns_with_one_name_panic_clearly() {
     let _group = spawn_all!(first_of_a_name(), second_of_a_name());
 }
+
+// Group options -------------------------------------------------------------------
+
+#[supervised(name = "opts-db", backoff_initial = "1s", backoff_max = "1s")]
+async fn opts_db(ctx: Context, warmup: Duration) {
+    sleep(warmup).await;
+    while !ctx.is_cancelled() {
+        sleep(SEC).await;
+    }
+}
+
+#[supervised(name = "opts-api", backoff_initial = "1s", backoff_max = "1s")]
+async fn opts_api(ctx: Context, fail_at: Option<Duration>) -> Result<(), String> {
+    if let (Some(at), 1) = (fail_at, ctx.attempt()) {
+        sleep(at).await;
+        return Err("api failed".to_owned());
+    }
+    while !ctx.is_cancelled() {
+        sleep(SEC).await;
+    }
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawn_all_options_configure_the_group() {
+    // Ordered: the api starts once the db has beaten (after its 3 s warm-up
+    // and first loop iteration).
+    let group = spawn_all!(ordered, start_timeout = "10s"; opts_db(3 * SEC), opts_api(None));
+    sleep(SEC).await;
+    assert_eq!(supervised::status("opts-api"), None);
+    sleep(4 * SEC).await;
+    let api = supervised::status("opts-api").expect("api started");
+    assert_eq!(api.state, TaskState::Running);
+    group.shutdown(SEC).await;
+
+    // One for all, with the group's restart limit: the api's failure
+    // restarts the db too.
+    let group = spawn_all!(
+        strategy = one_for_all, max_restarts = 5, within = "1m";
+        opts_db(Duration::ZERO), opts_api(Some(2 * SEC)),
+    );
+    sleep(5 * SEC).await;
+    assert_eq!(supervised::status("opts-db").unwrap().restarts, 1);
+    assert_eq!(supervised::status("opts-api").unwrap().restarts, 1);
+    assert!(group.gave_up().is_none());
+    group.shutdown(SEC).await;
+
+    // The same group with a limit of zero restarts gives up at once.
+    let group = spawn_all!(
+        strategy = rest_for_one, max_restarts = 0, within = "1m";
+        opts_db(Duration::ZERO), opts_api(Some(2 * SEC)),
+    );
+    sleep(3 * SEC).await;
+    assert!(group.gave_up().is_some());
+    let exits = group.join().await;
+    assert!(
+        exits.iter().all(|(_, e)| *e == Exit::Cancelled),
+        "{exits:?}"
+    );
+}

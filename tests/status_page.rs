@@ -194,3 +194,55 @@ async fn the_page_shows_each_task_as_a_person_sees_it() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_follows_the_event_stream_and_shows_group_paths() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no Chromium (install Debian's `chromium`, or set SUPERVISED_CHROMIUM)");
+        return;
+    };
+    let registry = Registry::new();
+    let mut workers = supervised::Group::new();
+    workers.spawn(Task::new(
+        Spec::new("page-worker")
+            .registry(&registry)
+            .backoff_initial(Duration::from_millis(100))
+            .backoff_max(Duration::from_millis(100)),
+        |ctx: Context| async move {
+            ctx.heartbeat();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            parse_row("tenant 7: bad row");
+        },
+    ));
+    let mut root = supervised::Group::new();
+    root.spawn(
+        workers
+            .into_task("page-workers")
+            .with_spec(|s| s.registry(&registry)),
+    );
+    let server = Server::start(Endpoints::new(&registry).bearer_token(TOKEN)).await;
+    let page = format!("http://{}/admin/#token={TOKEN}", server.addr);
+    let dom = {
+        let browser = browser.clone();
+        tokio::task::spawn_blocking(move || dom(&browser, &page, 3_000))
+            .await
+            .unwrap()
+    };
+    // The stream is open and has delivered the worker's failures and
+    // restarts while the page ran.
+    assert!(dom.contains(r#"data-events="live""#), "{dom}");
+    let received: u32 = dom
+        .split(r#"data-received=""#)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert!(received >= 2, "events received: {received}\n{dom}");
+    // The member is shown under the group task it runs in.
+    assert!(
+        dom.contains(r#"<span class="muted parent">page-workers/</span>page-worker"#),
+        "{dom}"
+    );
+    root.shutdown(Duration::from_secs(5)).await;
+    server.stop().await;
+}

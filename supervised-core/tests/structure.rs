@@ -690,3 +690,113 @@ async fn heartbeat_less_and_completed_members_count_as_ready() {
     assert_eq!(of(&log, "api")[0].0, secs(4));
     drop(group);
 }
+
+// Soak ----------------------------------------------------------------------------
+
+/// SplitMix64, so the run is the same every time.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Fails with a chance of `per_mille` at each of its ticks.
+fn flaky(registry: &Registry, name: &str, per_mille: u64, seed: u64) -> Task {
+    Task::new(
+        Spec::new(name)
+            .registry(registry)
+            .backoff(constant(ms(300))),
+        move |ctx: Context| async move {
+            let mut rng = Rng(seed ^ u64::from(ctx.attempt()));
+            loop {
+                ctx.heartbeat();
+                if rng.below(1000) < per_mille {
+                    return Err("injected");
+                }
+                tokio::select! {
+                    _ = ctx.cancelled() => return Ok(()),
+                    _ = sleep(ms(100)) => {}
+                }
+            }
+        },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn members_added_removed_and_restarted_while_others_fail() {
+    for strategy in [
+        Strategy::OneForOne,
+        Strategy::OneForAll,
+        Strategy::RestForOne,
+    ] {
+        let registry = Registry::new();
+        let (log, _) = record(&registry);
+        let group = Group::new().with_strategy(strategy);
+        let handle = group.handle();
+        let mut rng = Rng(7);
+        let mut members: Vec<String> = Vec::new();
+        let mut next = 0u32;
+        let mut removed = 0;
+        for _round in 0..300 {
+            match rng.below(10) {
+                0..=3 => {
+                    let name = format!("m{next}");
+                    next += 1;
+                    handle
+                        .add(flaky(&registry, &name, rng.below(30), rng.next()))
+                        .unwrap();
+                    members.push(name);
+                }
+                4..=5 if !members.is_empty() => {
+                    let name = members.remove(rng.below(members.len() as u64) as usize);
+                    let exit = handle.remove(&name, secs(1)).await;
+                    assert!(
+                        matches!(exit, Some(Exit::Cancelled | Exit::Completed)),
+                        "{name}: {exit:?}"
+                    );
+                    assert!(registry.status(&name).unwrap().state.is_final());
+                    removed += 1;
+                }
+                6 if !members.is_empty() => {
+                    let name = &members[rng.below(members.len() as u64) as usize];
+                    assert!(handle.restart(name), "{name}");
+                }
+                _ => {}
+            }
+            sleep(ms(rng.below(200))).await;
+            assert_eq!(group.names(), members, "{strategy:?}");
+        }
+        assert!(removed > 20, "{removed}");
+        let exits = group.shutdown(secs(5)).await;
+        assert_eq!(exits.len(), members.len());
+        assert!(
+            exits.iter().all(|(_, e)| *e == Exit::Cancelled),
+            "{exits:?}"
+        );
+        settle().await;
+        // Every task that ever started ended, once, with its last attempt.
+        let mut started = std::collections::HashMap::<String, u32>::new();
+        let mut stopped = std::collections::HashMap::<String, u32>::new();
+        for (_, task, attempt, kind) in log.lock().unwrap().iter() {
+            if kind == "started" {
+                started.insert(task.clone(), *attempt);
+            } else if kind.starts_with("stopped") {
+                assert!(stopped.insert(task.clone(), *attempt).is_none(), "{task}");
+            }
+        }
+        assert_eq!(started, stopped, "{strategy:?}");
+        for status in registry.tasks() {
+            assert!(status.state.is_final(), "{status:?}");
+        }
+    }
+}

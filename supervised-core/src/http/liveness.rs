@@ -78,6 +78,8 @@ struct Subsystem<'a> {
     expects_heartbeat: bool,
     failures: Failures,
     last_failure: Option<LastFailure<'a>>,
+    /// The path of the group tasks the task runs in.
+    parent: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -102,7 +104,7 @@ impl From<&FailureCounts> for Failures {
 /// The last failure; its message, location and backtrace only for callers
 /// who may see details.
 #[derive(Serialize)]
-struct LastFailure<'a> {
+pub(super) struct LastFailure<'a> {
     kind: &'static str,
     message: Option<&'a str>,
     location: Option<&'a str>,
@@ -112,7 +114,7 @@ struct LastFailure<'a> {
 }
 
 impl<'a> LastFailure<'a> {
-    fn new(f: &'a Failure, details: bool) -> LastFailure<'a> {
+    pub(super) fn new(f: &'a Failure, details: bool) -> LastFailure<'a> {
         LastFailure {
             kind: f.kind.as_str(),
             message: details.then_some(f.message.as_str()),
@@ -164,6 +166,7 @@ impl<'a> Document<'a> {
                         .last_failure
                         .as_ref()
                         .map(|f| LastFailure::new(f, details)),
+                    parent: t.parent.as_deref(),
                 },
             ));
         }
@@ -188,6 +191,7 @@ impl<'a> Document<'a> {
                     expects_heartbeat: true,
                     failures: Failures::from(&FailureCounts::default()),
                     last_failure: None,
+                    parent: None,
                 },
             ));
         }

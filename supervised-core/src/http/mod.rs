@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `GET /admin/` | the status page: one self-contained HTML page (no task data in it, so no token needed to load it) showing every task, refreshed from `/admin/liveness` every 2 s; open `/admin/#token=<token>` (the fragment never reaches the server) or type the token in the page; `GET /admin` redirects here |
 //! | `GET /admin/liveness` | JSON detail of every task (token required in bearer mode) |
+//! | `GET /admin/events` | the registry's [lifecycle events](crate::Registry::subscribe) as Server-Sent Events: `event: started` (`failed`, `backing_off`, `restarting`, `stopped`, and `lagged` with the number missed by a slow reader), `data:` one JSON object (`task`, `attempt`, `at`, `kind`, and `failure`, `delay_seconds`, `cause` or `exit` as they apply); a comment every [`EVENTS_KEEP_ALIVE`] (token required in bearer mode) |
 //! | `GET /livez`, `GET /livez/<name>` | liveness probe, kube-apiserver text format |
 //! | `GET /readyz`, `GET /readyz/<name>` | readiness probe, kube-apiserver text format |
 //! | `GET /health` | `application/health+json` (IETF draft) |
@@ -85,6 +86,7 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::Registry;
 
 mod auth;
+mod events;
 mod health;
 mod liveness;
 mod page;
@@ -98,6 +100,7 @@ mod time;
 
 use respond::Reject;
 
+pub use events::EVENTS_KEEP_ALIVE;
 pub use server::ACCEPT_RETRY;
 
 /// The longest query string accepted, in bytes; a longer one answers `400`.
@@ -329,6 +332,7 @@ impl Endpoints {
             .route("/admin", get(page::to_page))
             .route("/admin/", get(page::page))
             .route("/admin/liveness", get(liveness::admin_liveness))
+            .route("/admin/events", get(events::admin_events))
             .route("/livez", get(probes::livez))
             .route("/livez/{name}", get(probes::livez_one))
             .route("/readyz", get(probes::readyz))

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::response::Response;
 use axum::Router;
@@ -156,11 +157,18 @@ async fn connection(
         let mut router = router.clone();
         let guard = Busy::new(busy.clone());
         async move {
-            let _guard = guard;
             if has_body(&request) {
                 return Ok::<_, Infallible>(body_refused());
             }
-            router.call(request).await
+            // The request stays in flight until its body is sent: a
+            // streamed response (the event stream) is not idle.
+            let response = router.call(request).await?;
+            Ok(response.map(|body| {
+                Body::new(Guarded {
+                    body,
+                    _guard: guard,
+                })
+            }))
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -337,5 +345,34 @@ impl AsyncWrite for Tracked {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it is sent.
+    struct Guarded<B> {
+        #[pin]
+        body: B,
+        _guard: Busy,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
