@@ -75,6 +75,12 @@ for _ in $(seq 1 150); do
 done
 [ -z "$missing" ] || fail "/admin/liveness does not list$missing: $liveness"
 case "$liveness" in *'"parent":"storage"'*) ;; *) fail "no member of storage in $liveness" ;; esac
+# The scheduler's poisoned tenant is quarantined; the scheduler stays healthy.
+case "$liveness" in *'"key":"tenant-5"'*) ;; *) fail "tenant-5 is not quarantined in $liveness" ;; esac
+verbose=$(curl -sS --max-time 5 "$base/livez?verbose") || fail "GET /livez?verbose"
+case "$verbose" in *"[+]scheduler ok (1 key quarantined)"*) ;; *) fail "/livez?verbose: $verbose" ;; esac
+case "$verbose" in *tenant-5*) fail "/livez names a quarantined key: $verbose" ;; esac
+echo "smoke-service: tenant-5 quarantined; the scheduler alive (a count on /livez, the key behind the token)"
 case "$liveness" in *'"last_tick_at":"'*) ;; *) fail "no last_tick_at in $liveness" ;; esac
 echo "smoke-service: /admin/liveness lists the 8 subsystems, members of storage under it"
 
@@ -90,7 +96,8 @@ for name in $names; do
     *) fail "the status page shows no row for $name" ;;
     esac
 done
-echo "smoke-service: /admin/ in headless Chromium shows every task"
+case "$dom" in *"<strong>tenant-5</strong>"*) ;; *) fail "the status page does not show tenant-5 quarantined" ;; esac
+echo "smoke-service: /admin/ in headless Chromium shows every task and the quarantined tenant"
 
 kill -INT "$pid"
 # The drain (2 s by default): not ready at once, still alive.

@@ -5,7 +5,8 @@
 //! root group
 //! ├── storage            an ordered group (rest for one), run as one task
 //! │   ├── db             ready after a 1 s warm-up; the others wait for it
-//! │   ├── scheduler      runs a job every 2 s
+//! │   ├── scheduler      runs eight tenants' jobs every 2 s; tenant 5's bad
+//! │   │                  row is quarantined, the other seven go on
 //! │   └── relay          forwards the scheduler's jobs as they arrive
 //! ├── health-sweep
 //! ├── flaky-worker
@@ -181,7 +182,14 @@ fn reports() -> Task {
     })
 }
 
-/// Runs a job every 2 s and hands it to the relay.
+/// The tenants the scheduler serves; one of them has a row it cannot parse.
+const TENANTS: u32 = 8;
+const POISONED_TENANT: u32 = 5;
+
+/// Runs every tenant's due jobs every 2 s and hands them to the relay. Each
+/// tenant runs isolated: tenant 5's bad row panics, and only tenant 5 waits
+/// out a quarantine (1 s, 2 s, 4 s ...) while the seven others are served on
+/// every tick and the scheduler never restarts.
 fn scheduler(jobs: mpsc::Sender<u64>) -> Task {
     let spec = Spec::new("scheduler").stale_after(Duration::from_secs(10));
     Task::new(spec, move |ctx: Context| {
@@ -195,12 +203,32 @@ fn scheduler(jobs: mpsc::Sender<u64>) -> Task {
                     _ = every.tick() => {}
                 }
                 ctx.heartbeat();
-                n += 1;
-                tracing::debug!(job = n, "scheduled");
-                jobs.send(n).await.context("relay is gone")?;
+                for tenant in 1..=TENANTS {
+                    let due = ctx.isolate(format!("tenant-{tenant}"), due_jobs(tenant));
+                    // A quarantined or failed tenant is logged and skipped.
+                    if let Ok(Some(count)) = due.await {
+                        for _ in 0..count {
+                            n += 1;
+                            tracing::debug!(tenant, job = n, "scheduled");
+                            jobs.send(n).await.context("relay is gone")?;
+                        }
+                    }
+                }
             }
         }
     })
+}
+
+/// How many jobs a tenant has due; the poisoned tenant's data panics.
+async fn due_jobs(tenant: u32) -> Option<u32> {
+    if tenant == POISONED_TENANT {
+        parse_row(tenant, "17;;not-a-date");
+    }
+    Some(1)
+}
+
+fn parse_row(tenant: u32, row: &str) {
+    panic!("tenant {tenant}: cannot parse row {row:?}");
 }
 
 /// Forwards jobs; beats on every job and every second while idle.
@@ -323,7 +351,7 @@ fn print_banner(addr: SocketAddr, token: Option<&str>) {
 }
 
 fn print_table(tasks: &[TaskStatus]) {
-    let mut rows: Vec<[String; 5]> = tasks
+    let mut rows: Vec<[String; 6]> = tasks
         .iter()
         .map(|t| {
             let beat = match t.since_last_tick {
@@ -345,12 +373,27 @@ fn print_table(tasks: &[TaskStatus]) {
                 Some(parent) => format!("{parent}/{}", t.name),
                 None => t.name.clone(),
             };
-            [name, state, beat, t.restarts.to_string(), failures]
+            let quarantined: Vec<&str> = t.quarantined.iter().map(|q| q.key.as_str()).collect();
+            [
+                name,
+                state,
+                beat,
+                t.restarts.to_string(),
+                failures,
+                quarantined.join(", "),
+            ]
         })
         .collect();
     // Members of a group task under it.
     rows.sort_by(|a, b| a[0].cmp(&b[0]));
-    let header = ["TASK", "STATE", "LAST BEAT", "RESTARTS", "PANIC/ERR/STALL"];
+    let header = [
+        "TASK",
+        "STATE",
+        "LAST BEAT",
+        "RESTARTS",
+        "PANIC/ERR/STALL",
+        "QUARANTINED",
+    ];
     // Each column as wide as its widest cell, so long names keep it aligned.
     let width = |i: usize| {
         rows.iter()
@@ -359,25 +402,28 @@ fn print_table(tasks: &[TaskStatus]) {
             .max()
             .unwrap_or(0)
     };
-    let w: Vec<usize> = (0..5).map(width).collect();
-    let line = |c: [&str; 5]| {
-        println!(
-            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}",
+    let w: Vec<usize> = (0..6).map(width).collect();
+    let line = |c: [&str; 6]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
             c[0],
             c[1],
             c[2],
             c[3],
             c[4],
+            c[5],
             w0 = w[0],
             w1 = w[1],
             w2 = w[2],
             w3 = w[3],
             w4 = w[4]
         )
+        .trim_end()
+        .to_owned()
     };
-    line(header);
+    println!("{}", line(header));
     for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
     println!();
 }

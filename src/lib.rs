@@ -231,6 +231,8 @@ pub use supervised_core::*;
 /// | `on_stale` | `"report"` or `"restart"` ([`OnStale`]); needs `stale_after` | `"report"` |
 /// | `grace` | how long an attempt has to return after cancellation | `"5s"` |
 /// | `blocking_after` | one poll running longer blocks its thread: the task is shown blocked ([`Spec::blocking_after`]) | `"1s"` |
+/// | `quarantine_initial` | the first quarantine of a key that fails inside [`Context::isolate`] ([`Spec::quarantine`]) | `"1s"` |
+/// | `quarantine_max` | the longest quarantine of a key | `"5m"` |
 /// | `heartbeat` | `"auto"` or `"manual"`; a fn with no instrumented loop and no `Context` is marked [`Spec::without_heartbeat`] | `"auto"` |
 /// | `crate` | path of this crate when the dependency is renamed, e.g. `"sv"` | `"::supervised"` |
 ///

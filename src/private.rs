@@ -9,7 +9,7 @@ use std::future::Future;
 pub use ::core::time::Duration;
 pub use supervised_core::{
     BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec,
-    Strategy, Task, TaskOutput,
+    Strategy, Task, TaskOutput, DEFAULT_QUARANTINE_INITIAL, DEFAULT_QUARANTINE_MAX,
 };
 pub use supervised_macros::__spawn_all;
 

@@ -196,7 +196,7 @@ async fn the_page_shows_each_task_as_a_person_sees_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_follows_the_event_stream_and_shows_group_paths() {
+async fn the_page_follows_the_event_stream_shows_group_paths_and_quarantined_keys() {
     let Some(browser) = chromium() else {
         eprintln!("skipped: no Chromium (install Debian's `chromium`, or set SUPERVISED_CHROMIUM)");
         return;
@@ -220,6 +220,27 @@ async fn the_page_follows_the_event_stream_and_shows_group_paths() {
             .into_task("page-workers")
             .with_spec(|s| s.registry(&registry)),
     );
+    // A task that isolates its tenants; tenant 13's data is poisoned.
+    root.spawn(Task::new(
+        Spec::new("page-billing").registry(&registry),
+        |ctx: Context| async move {
+            loop {
+                ctx.heartbeat();
+                for tenant in [7u32, 13] {
+                    let work = async move {
+                        if tenant == 13 {
+                            parse_row("tenant 13: bad row");
+                        }
+                    };
+                    let _ = ctx.isolate(format!("tenant-{tenant}"), work).await;
+                }
+                tokio::select! {
+                    _ = ctx.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        },
+    ));
     let server = Server::start(Endpoints::new(&registry).bearer_token(TOKEN)).await;
     let page = format!("http://{}/admin/#token={TOKEN}", server.addr);
     let dom = {
@@ -241,6 +262,21 @@ async fn the_page_follows_the_event_stream_and_shows_group_paths() {
     // The member is shown under the group task it runs in.
     assert!(
         dom.contains(r#"<span class="muted parent">page-workers/</span>page-worker"#),
+        "{dom}"
+    );
+    // The isolating task is running and healthy, with its quarantined key
+    // and the key's failure listed in its row.
+    assert_eq!(
+        rows(&dom)
+            .iter()
+            .find(|(n, _, _)| n == "page-billing")
+            .map(|r| r.1.as_str()),
+        Some("running"),
+        "{dom}"
+    );
+    assert!(dom.contains("<strong>tenant-13</strong>"), "{dom}");
+    assert!(
+        dom.contains("panic: cannot parse tenant 13: bad row"),
         "{dom}"
     );
     root.shutdown(Duration::from_secs(5)).await;

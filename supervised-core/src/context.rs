@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::isolate::{Isolated, KeyOutcome};
 use crate::panic::CatchPanic;
 use crate::registry::{lock, Entry, Failure};
 
@@ -98,6 +99,74 @@ impl Context {
     /// not its siblings; cancelling the parent stops it too.
     pub fn token(&self) -> &CancellationToken {
         &self.token
+    }
+
+    /// Runs `fut` for `key` inside this attempt: a panic in it (or an `Err`,
+    /// for a `Result` output) is that key's failure, not the task's.
+    ///
+    /// `fut` is polled inline, on this attempt's task (no task is spawned
+    /// per key; the happy path costs about a `catch_unwind`). A panic
+    /// returns `Err(Isolated::Panicked(failure))`; an `Err` output is
+    /// returned as `Ok(Err(e))`; both quarantine the key, log the failure
+    /// once (task, key, attempt, kind, message, location) and leave the
+    /// task's attempt and its `restarts` alone. While `key` is quarantined,
+    /// `isolate` returns `Err(Isolated::Quarantined { .. })` at once without
+    /// polling `fut`; after the quarantine (1 s doubling to 5 minutes by
+    /// default, see [`Spec::quarantine`](crate::Spec::quarantine)) the key
+    /// runs again, and a success clears it.
+    ///
+    /// Quarantines outlive the attempt (a restart does not clear them) and
+    /// are listed in [`TaskStatus::quarantined`](crate::TaskStatus::quarantined).
+    /// The output must say whether the key failed: see [`KeyOutcome`](crate::KeyOutcome).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use supervised_core::{Context, Isolated, Registry, Spec, Task};
+    ///
+    /// async fn bill(tenant: u32) -> Result<(), String> {
+    ///     if tenant == 13 {
+    ///         return Err("tenant 13: bad row".to_owned());
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let registry = Registry::new();
+    /// let task = Task::new(Spec::new("billing").registry(&registry), |ctx: Context| async move {
+    ///     loop {
+    ///         ctx.heartbeat();
+    ///         for tenant in [7, 13, 21] {
+    ///             match ctx.isolate(format!("tenant-{tenant}"), bill(tenant)).await {
+    ///                 Ok(Ok(())) => {}
+    ///                 Ok(Err(_)) | Err(_) => {} // logged and quarantined
+    ///             }
+    ///         }
+    ///         tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     }
+    ///     #[allow(unreachable_code)]
+    ///     ()
+    /// });
+    /// let token = supervised_core::CancellationToken::new();
+    /// let handle = task.spawn(token.clone());
+    /// tokio::time::sleep(Duration::from_millis(10)).await;
+    /// let status = registry.status("billing").unwrap();
+    /// assert_eq!(status.restarts, 0);
+    /// assert_eq!(status.quarantined[0].key, "tenant-13");
+    /// token.cancel();
+    /// handle.await.unwrap();
+    /// # }
+    /// ```
+    pub fn isolate<'a, F>(
+        &'a self,
+        key: impl Into<String> + 'a,
+        fut: F,
+    ) -> impl Future<Output = Result<F::Output, Isolated>> + 'a
+    where
+        F: Future + 'a,
+        F::Output: KeyOutcome,
+    {
+        crate::isolate::isolate(&self.entry, self.attempt, key, fut)
     }
 
     /// Starts a child task tied to this attempt.

@@ -58,6 +58,7 @@ pub mod format;
 mod group;
 #[cfg(feature = "http")]
 pub mod http;
+mod isolate;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panic;
@@ -74,6 +75,10 @@ pub use context::Context;
 pub use drain::drain;
 pub use events::{Event, EventKind, RestartCause, EVENT_BUFFER};
 pub use group::{AddError, Group, GroupHandle, Strategy, DEFAULT_START_TIMEOUT};
+pub use isolate::{
+    Isolated, IsolatedCounts, KeyOutcome, Quarantined, DEFAULT_MAX_QUARANTINED,
+    DEFAULT_QUARANTINE_INITIAL, DEFAULT_QUARANTINE_MAX,
+};
 pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, panics_are_caught};
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};
 pub use registry::{

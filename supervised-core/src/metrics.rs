@@ -197,6 +197,45 @@ impl Collector for TaskCollector {
         }
         {
             let mut metric = encoder.encode_descriptor(
+                "supervised_quarantined_keys",
+                "Keys the task keeps quarantined after they failed inside Context::isolate (never a key as a label)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for t in &tasks {
+                ConstGauge::new(t.quarantined.len() as i64)
+                    .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "supervised_isolated_failures",
+                "Failures caught by Context::isolate, which are their keys' and not the task's, by kind (panic, error)",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &tasks {
+                for (kind, n) in [("panic", t.isolated.panics), ("error", t.isolated.errors)] {
+                    ConstCounter::new(n).encode(
+                        metric.encode_family(&[("task", t.name.as_str()), ("kind", kind)])?,
+                    )?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "supervised_quarantine_evictions",
+                "Quarantined keys dropped to keep a task's bound on them",
+                None,
+                MetricType::Counter,
+            )?;
+            for t in &tasks {
+                ConstCounter::new(t.isolated.evicted)
+                    .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
                 "supervised_task_blocked",
                 "How long the poll in progress of the task's attempt has been blocking its worker thread (0 when it is not)",
                 Some(&Unit::Seconds),

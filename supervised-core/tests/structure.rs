@@ -233,6 +233,10 @@ async fn added_members_start_at_once_and_removed_ones_leave_with_their_exit() {
 
     let again = handle.add(steady(&registry, "a")).unwrap_err();
     assert!(!again.is_closed());
+    assert_eq!(again.name(), "a");
+    // An error like any other: `?` into `Box<dyn Error + Send + Sync>`.
+    fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    is_error(&again);
     assert_eq!(again.into_task().name(), "a");
 
     assert_eq!(handle.remove("a", secs(5)).await, Some(Exit::Cancelled));

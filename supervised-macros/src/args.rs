@@ -12,7 +12,7 @@ use crate::duration::{self, Dur};
 use crate::errors::Errors;
 
 /// Every key, in the order the docs list them.
-pub(crate) const KEYS: [&str; 14] = [
+pub(crate) const KEYS: [&str; 16] = [
     "name",
     "backoff_initial",
     "backoff_max",
@@ -25,6 +25,8 @@ pub(crate) const KEYS: [&str; 14] = [
     "on_stale",
     "grace",
     "blocking_after",
+    "quarantine_initial",
+    "quarantine_max",
     "heartbeat",
     "crate",
 ];
@@ -54,6 +56,8 @@ pub(crate) struct Args {
     pub(crate) on_stale: Option<Given<&'static str>>,
     pub(crate) grace: Option<Given<Dur>>,
     pub(crate) blocking_after: Option<Given<Dur>>,
+    pub(crate) quarantine_initial: Option<Given<Dur>>,
+    pub(crate) quarantine_max: Option<Given<Dur>>,
     /// `true` for `heartbeat = "auto"` (the default), `false` for `"manual"`.
     pub(crate) heartbeat: Option<Given<bool>>,
     pub(crate) krate: Option<Given<Path>>,
@@ -164,6 +168,12 @@ impl Args {
             "blocking_after" => {
                 self.blocking_after = dur(value, known, errors).map(|v| given(v, at))
             }
+            "quarantine_initial" => {
+                self.quarantine_initial = dur(value, known, errors).map(|v| given(v, at))
+            }
+            "quarantine_max" => {
+                self.quarantine_max = dur(value, known, errors).map(|v| given(v, at))
+            }
             "jitter" => {
                 self.jitter = word(
                     value,
@@ -244,6 +254,30 @@ impl Args {
                 );
             }
         }
+        // The default largest quarantine (`DEFAULT_QUARANTINE_MAX`): 5 minutes.
+        let default_max = Dur {
+            secs: 300,
+            nanos: 0,
+        };
+        match (&self.quarantine_initial, &self.quarantine_max) {
+            (Some(initial), Some(max)) if initial.value > max.value => errors.at(
+                initial.span,
+                format_args!(
+                    "`quarantine_initial` ({}) is greater than `quarantine_max` ({}); lower \
+                     `quarantine_initial` or raise `quarantine_max`",
+                    initial.value, max.value
+                ),
+            ),
+            (Some(initial), None) if initial.value > default_max => errors.at(
+                initial.span,
+                format_args!(
+                    "`quarantine_initial` ({}) is greater than the default `quarantine_max` \
+                     (5m); add `quarantine_max = \"{}\"` or more",
+                    initial.value, initial.value
+                ),
+            ),
+            _ => {}
+        }
         // A key written with a bad value was reported already.
         let written = |key| self.present.contains(&key);
         match (&self.max_restarts, &self.within) {
@@ -298,7 +332,8 @@ fn example(key: &str) -> &'static str {
         "backoff_max" | "stale_after" => "\"30s\"",
         "reset_after" | "within" => "\"1m\"",
         "grace" => "\"5s\"",
-        "blocking_after" => "\"1s\"",
+        "blocking_after" | "quarantine_initial" => "\"1s\"",
+        "quarantine_max" => "\"5m\"",
         "jitter" => "\"full\"",
         "restart" => "\"always\"",
         "on_stale" => "\"restart\"",

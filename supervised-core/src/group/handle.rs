@@ -3,7 +3,7 @@
 
 use std::error::Error;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -147,23 +147,29 @@ impl GroupHandle {
     }
 }
 
-/// Why [`GroupHandle::add`] did not add a task; holds the task.
+/// Why [`GroupHandle::add`] did not add a task; holds the task. An error
+/// type like any other (`Send + Sync + 'static`): `?` turns it into an
+/// `anyhow::Error` or a `Box<dyn Error + Send + Sync>`.
 pub struct AddError {
-    task: Box<Task>,
+    name: String,
+    // A `Task` is `Send` but not `Sync`; behind a mutex the error is both.
+    task: Box<Mutex<Task>>,
     closed: bool,
 }
 
 impl AddError {
     pub(super) fn name_taken(task: Task) -> Self {
         AddError {
-            task: Box::new(task),
+            name: task.name().to_owned(),
+            task: Box::new(Mutex::new(task)),
             closed: false,
         }
     }
 
     pub(super) fn closed(task: Task) -> Self {
         AddError {
-            task: Box::new(task),
+            name: task.name().to_owned(),
+            task: Box::new(Mutex::new(task)),
             closed: true,
         }
     }
@@ -176,14 +182,19 @@ impl AddError {
 
     /// The task that was not added.
     pub fn into_task(self) -> Task {
-        *self.task
+        self.task.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The name of the task that was not added.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 }
 
 impl fmt::Debug for AddError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AddError")
-            .field("name", &self.task.name())
+            .field("name", &self.name)
             .field("closed", &self.closed)
             .finish()
     }
@@ -195,14 +206,14 @@ impl fmt::Display for AddError {
             write!(
                 f,
                 "`{}` was not added: the group is stopping or gave up",
-                self.task.name()
+                self.name
             )
         } else {
             write!(
                 f,
                 "`{}` was not added: a member of the group already has that name \
                  (rename it with `.named(\"..\")`)",
-                self.task.name()
+                self.name
             )
         }
     }

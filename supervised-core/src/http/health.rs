@@ -87,6 +87,12 @@ fn document(shared: &Shared, details: bool) -> Document {
                     .unwrap_or_default();
                 (Level::Warn, Some(format!("restarting{cause}")))
             }
+            // Alive, serving every other key: a warning, with a count and
+            // never a key (keys can be tenant ids).
+            Ok(()) if !t.quarantined.is_empty() => (
+                Level::Warn,
+                Some(super::probes::quarantined(t.quarantined.len())),
+            ),
             Ok(()) => (Level::Pass, None),
         };
         worst = worst.max(level);

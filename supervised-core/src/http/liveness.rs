@@ -80,6 +80,20 @@ struct Subsystem<'a> {
     last_failure: Option<LastFailure<'a>>,
     /// The path of the group tasks the task runs in.
     parent: Option<&'a str>,
+    /// How many keys the task keeps quarantined ([`Context::isolate`](crate::Context::isolate)).
+    quarantined_keys: usize,
+    /// The quarantined keys themselves: only for callers who may see
+    /// details, since keys can be tenant ids.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quarantined: Option<Vec<QuarantinedKey<'a>>>,
+}
+
+#[derive(Serialize)]
+struct QuarantinedKey<'a> {
+    key: &'a str,
+    failures: u32,
+    until: String,
+    last_failure: LastFailure<'a>,
 }
 
 #[derive(Serialize)]
@@ -167,6 +181,18 @@ impl<'a> Document<'a> {
                         .as_ref()
                         .map(|f| LastFailure::new(f, details)),
                     parent: t.parent.as_deref(),
+                    quarantined_keys: t.quarantined.len(),
+                    quarantined: details.then(|| {
+                        t.quarantined
+                            .iter()
+                            .map(|q| QuarantinedKey {
+                                key: &q.key,
+                                failures: q.failures,
+                                until: rfc3339(q.until),
+                                last_failure: LastFailure::new(&q.last_failure, true),
+                            })
+                            .collect()
+                    }),
                 },
             ));
         }
@@ -192,6 +218,8 @@ impl<'a> Document<'a> {
                     failures: Failures::from(&FailureCounts::default()),
                     last_failure: None,
                     parent: None,
+                    quarantined_keys: 0,
+                    quarantined: None,
                 },
             ));
         }

@@ -18,6 +18,13 @@ use crate::registry::{TaskState, TaskStatus};
 struct Check {
     name: String,
     result: Result<(), String>,
+    /// Keys the task keeps quarantined: shown as a count on an `ok` line.
+    quarantined: usize,
+}
+
+/// "1 key quarantined", "3 keys quarantined".
+pub(super) fn quarantined(n: usize) -> String {
+    format!("{n} key{} quarantined", if n == 1 { "" } else { "s" })
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -85,6 +92,7 @@ fn checks(shared: &Shared, probe: Probe) -> Vec<Check> {
                 Probe::Live => liveness(t),
                 Probe::Ready => readiness(t),
             },
+            quarantined: t.quarantined.len(),
         })
         .collect();
     if probe == Probe::Ready {
@@ -95,6 +103,7 @@ fn checks(shared: &Shared, probe: Probe) -> Vec<Check> {
             } else {
                 Ok(())
             },
+            quarantined: 0,
         });
     }
     checks
@@ -122,6 +131,14 @@ fn render_probe(
             continue;
         }
         match &check.result {
+            Ok(()) if check.quarantined > 0 => {
+                let _ = writeln!(
+                    lines,
+                    "[+]{} ok ({})",
+                    check.name,
+                    quarantined(check.quarantined)
+                );
+            }
             Ok(()) => {
                 let _ = writeln!(lines, "[+]{} ok", check.name);
             }

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use super::status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
 use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
+use crate::isolate::{IsolatedCounts, Policy, Quarantine};
 
 /// What a supervised task declares about its health when it registers.
 #[derive(Clone, Copy, Debug)]
@@ -14,6 +15,7 @@ pub(crate) struct Settings {
     pub(crate) stale_after: Option<Duration>,
     pub(crate) blocking_after: Duration,
     pub(crate) expects_heartbeat: bool,
+    pub(crate) quarantine: crate::isolate::Policy,
 }
 
 /// Supervision data of an entry; absent for heartbeat-only names.
@@ -42,6 +44,8 @@ pub(crate) struct Supervision {
     /// Woken on the first heartbeat and on every change of state, once
     /// someone waits for the task to be ready (an ordered group).
     watch: OnceLock<Box<tokio::sync::Notify>>,
+    /// The keys the task isolates: made when it first isolates one.
+    quarantine: OnceLock<Box<Quarantine>>,
 }
 
 /// One name in the registry.
@@ -90,6 +94,7 @@ impl Entry {
             last_failure: Mutex::new(None),
             parent: OnceLock::new(),
             watch: OnceLock::new(),
+            quarantine: OnceLock::new(),
         });
         Entry {
             name: Arc::from(name),
@@ -164,6 +169,16 @@ impl Entry {
             TaskState::Running => self.beats() > 0 || !self.sup().settings.expects_heartbeat,
             _ => false,
         }
+    }
+
+    /// The task's quarantined keys (made on first use).
+    pub(crate) fn quarantine(&self) -> &Quarantine {
+        self.sup().quarantine.get_or_init(Default::default)
+    }
+
+    /// How the task quarantines its failing keys.
+    pub(crate) fn quarantine_policy(&self) -> Policy {
+        self.sup().settings.quarantine
     }
 
     /// The path of the group tasks this task is a member of, outermost
@@ -450,6 +465,15 @@ impl Entry {
             },
             last_failure: lock(&sup.last_failure).as_deref().cloned(),
             parent: self.parent_path(),
+            quarantined: sup.quarantine.get().map(|q| q.list()).unwrap_or_default(),
+            isolated: sup
+                .quarantine
+                .get()
+                .map_or_else(IsolatedCounts::default, |q| IsolatedCounts {
+                    panics: q.panics.load(Ordering::Relaxed),
+                    errors: q.errors.load(Ordering::Relaxed),
+                    evicted: q.evicted.load(Ordering::Relaxed),
+                }),
         })
     }
 }

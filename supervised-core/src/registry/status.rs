@@ -234,6 +234,14 @@ pub struct TaskStatus {
     /// made into a task with [`Group::into_task`](crate::Group::into_task);
     /// `None` for a task at the top.
     pub parent: Option<String>,
+    /// The keys this task keeps in quarantine after they failed inside
+    /// [`Context::isolate`](crate::Context::isolate), by key. The task
+    /// itself serves every other key; a quarantined key makes it neither
+    /// stale nor unhealthy.
+    pub quarantined: Vec<crate::isolate::Quarantined>,
+    /// Counts of the failures [`Context::isolate`](crate::Context::isolate)
+    /// caught, which are the keys' and not the task's.
+    pub isolated: crate::isolate::IsolatedCounts,
 }
 
 impl TaskStatus {

@@ -208,6 +208,7 @@ pub struct Spec {
     grace: Duration,
     blocking_after: Duration,
     expects_heartbeat: bool,
+    quarantine: crate::isolate::Policy,
     registry: Option<Registry>,
 }
 
@@ -228,6 +229,7 @@ impl Spec {
             grace: DEFAULT_GRACE,
             blocking_after: DEFAULT_BLOCKING_AFTER,
             expects_heartbeat: true,
+            quarantine: crate::isolate::Policy::default(),
             registry: None,
         }
     }
@@ -355,6 +357,33 @@ impl Spec {
         self
     }
 
+    /// How long a key that failed inside [`Context::isolate`] stays
+    /// quarantined: `initial` after its first failure, doubling with each
+    /// failure in a row, up to `max` (defaults 1 s and 5 minutes:
+    /// [`DEFAULT_QUARANTINE_INITIAL`](crate::DEFAULT_QUARANTINE_INITIAL),
+    /// [`DEFAULT_QUARANTINE_MAX`](crate::DEFAULT_QUARANTINE_MAX)). A success
+    /// clears it. `max` below `initial` is raised to `initial`.
+    pub fn quarantine(mut self, initial: Duration, max: Duration) -> Self {
+        self.quarantine.initial = initial;
+        self.quarantine.max = max.max(initial);
+        self
+    }
+
+    /// How many keys the task keeps quarantined at most (default
+    /// [`DEFAULT_MAX_QUARANTINED`](crate::DEFAULT_MAX_QUARANTINED), 10,000;
+    /// at least 1): past it, the oldest quarantine is dropped and counted in
+    /// [`IsolatedCounts::evicted`](crate::IsolatedCounts::evicted), so that
+    /// keys from data cannot grow memory without bound.
+    pub fn max_quarantined(mut self, max: usize) -> Self {
+        self.quarantine.capacity = max.max(1);
+        self
+    }
+
+    /// The quarantine set with [`Spec::quarantine`]: `(initial, max)`.
+    pub fn get_quarantine(&self) -> (Duration, Duration) {
+        (self.quarantine.initial, self.quarantine.max)
+    }
+
     /// `false` after [`Spec::without_heartbeat`].
     pub fn expects_heartbeat(&self) -> bool {
         self.expects_heartbeat
@@ -370,6 +399,7 @@ impl Spec {
             stale_after: self.stale_after,
             blocking_after: self.blocking_after,
             expects_heartbeat: self.expects_heartbeat,
+            quarantine: self.quarantine,
         }
     }
 

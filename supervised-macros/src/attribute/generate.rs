@@ -237,5 +237,16 @@ fn spec_calls(args: &Args, pm: &TokenStream) -> TokenStream {
     }
     dur_call(&mut calls, "grace", &args.grace);
     dur_call(&mut calls, "blocking_after", &args.blocking_after);
+    if args.quarantine_initial.is_some() || args.quarantine_max.is_some() {
+        let initial = match &args.quarantine_initial {
+            Some(g) => duration(pm, g.value),
+            None => quote!(#pm::DEFAULT_QUARANTINE_INITIAL),
+        };
+        let max = match &args.quarantine_max {
+            Some(g) => duration(pm, g.value),
+            None => quote!(#pm::DEFAULT_QUARANTINE_MAX),
+        };
+        calls.extend(quote!(.quarantine(#initial, #max)));
+    }
     calls
 }
