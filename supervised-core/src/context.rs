@@ -166,7 +166,7 @@ impl Context {
         F: Future + 'a,
         F::Output: KeyOutcome,
     {
-        crate::isolate::isolate(&self.entry, self.attempt, key, fut)
+        crate::isolate::Isolate::new(&self.entry, self.attempt, key, fut)
     }
 
     /// Starts a child task tied to this attempt.

@@ -6,14 +6,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use crate::format::Rounded;
-use crate::registry::{lock, Failure, FailureKind};
+use crate::panic::{catch_call, catch_payload, failure_of_panic};
+use crate::registry::{lock, Entry, Failure, FailureKind};
 
 /// The first quarantine of a failing key, by default: see
 /// [`Spec::quarantine`](crate::Spec::quarantine).
@@ -312,53 +315,115 @@ pub struct IsolatedCounts {
     pub evicted: u64,
 }
 
-/// Runs `fut` for `key` as [`Context::isolate`](crate::Context::isolate)
-/// documents.
-pub(crate) async fn isolate<K, F>(
-    entry: &crate::registry::Entry,
-    attempt: u32,
-    key: K,
-    fut: F,
-) -> Result<F::Output, Isolated>
+pin_project_lite::pin_project! {
+    /// The future of [`Context::isolate`](crate::Context::isolate): checks
+    /// the quarantine once, then polls the key's future inline, each poll
+    /// inside `catch_unwind`, and drops it inside the same guard when it is
+    /// done, so that a panic in its `Drop` is the key's too.
+    pub(crate) struct Isolate<'a, K, F> {
+        entry: &'a Entry,
+        attempt: u32,
+        key: Option<K>,
+        // The key as a `String`, once it had to be made.
+        owned: Option<String>,
+        checked: bool,
+        #[pin]
+        fut: Option<F>,
+    }
+}
+
+impl<'a, K, F> Isolate<'a, K, F> {
+    pub(crate) fn new(entry: &'a Entry, attempt: u32, key: K, fut: F) -> Self {
+        Isolate {
+            entry,
+            attempt,
+            key: Some(key),
+            owned: None,
+            checked: false,
+            fut: Some(fut),
+        }
+    }
+}
+
+/// The key as a `String`, made once.
+fn key_string<K: Into<String>>(key: &mut Option<K>, owned: &mut Option<String>) -> String {
+    match owned.take() {
+        Some(k) => k,
+        None => key.take().map(Into::into).unwrap_or_default(),
+    }
+}
+
+impl<K, F> Future for Isolate<'_, K, F>
 where
     K: Into<String>,
     F: Future,
     F::Output: KeyOutcome,
 {
-    let quarantine = entry.quarantine();
-    // Only a task with quarantined keys looks the key up (and makes it a
-    // `String` before the future runs).
-    let mut key = Some(key);
-    let mut owned: Option<String> = None;
-    if !quarantine.is_empty() {
-        let k: String = key.take().map(Into::into).unwrap_or_default();
-        if let Some(held) = quarantine.holds(&k) {
-            return Err(held);
-        }
-        owned = Some(k);
-    }
-    let outcome = crate::panic::CatchPanic::new(fut, attempt).await;
-    let policy = entry.quarantine_policy();
-    let mut key = || match owned.take() {
-        Some(k) => k,
-        None => key.take().map(Into::into).unwrap_or_default(),
-    };
-    match outcome {
-        Ok(output) => {
-            match output.key_failure() {
-                Some(message) => {
-                    let failure = Failure::new(FailureKind::Error, message, attempt);
-                    quarantine.failed(entry.name(), key(), failure, &policy);
+    type Output = Result<F::Output, Isolated>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let entry: &Entry = this.entry;
+        let quarantine = entry.quarantine();
+        if !*this.checked {
+            *this.checked = true;
+            // Only a task with quarantined keys looks the key up (and makes
+            // it a `String` before the future runs).
+            if !quarantine.is_empty() {
+                let key = key_string(this.key, this.owned);
+                if let Some(held) = quarantine.holds(&key) {
+                    this.fut.set(None);
+                    return Poll::Ready(Err(held));
                 }
-                None if !quarantine.is_empty() => quarantine.cleared(entry.name(), &key()),
-                None => {}
+                *this.owned = Some(key);
             }
-            Ok(output)
         }
-        Err(failure) => {
-            quarantine.failed(entry.name(), key(), failure.clone(), &policy);
-            Err(Isolated::Panicked(failure))
-        }
+        let attempt = *this.attempt;
+        // One guard for the poll and, once it is ready, the drop of the
+        // key's future: a panic in its `Drop` is the key's failure too.
+        let mut fut = this.fut.as_mut();
+        let polled = catch_payload(|| {
+            let polled = match fut.as_mut().as_pin_mut() {
+                Some(inner) => inner.poll(cx),
+                None => panic!("`Context::isolate` polled after it finished"),
+            };
+            if polled.is_ready() {
+                fut.set(None);
+            }
+            polled
+        });
+        let outcome = match polled {
+            Ok(Poll::Pending) => return Poll::Pending,
+            Ok(Poll::Ready(output)) => Ok(output),
+            Err(payload) => {
+                let failure = failure_of_panic(payload, attempt);
+                // Unwound: the future may not have been dropped yet.
+                let _ = catch_call(attempt, || this.fut.set(None));
+                Err(failure)
+            }
+        };
+        Poll::Ready(match outcome {
+            Ok(output) => {
+                match output.key_failure() {
+                    Some(message) => {
+                        let failure = Failure::new(FailureKind::Error, message, attempt);
+                        let key = key_string(this.key, this.owned);
+                        quarantine.failed(entry.name(), key, failure, &entry.quarantine_policy());
+                    }
+                    None if !quarantine.is_empty() => {
+                        quarantine.cleared(entry.name(), &key_string(this.key, this.owned))
+                    }
+                    None => {}
+                }
+                Ok(output)
+            }
+            Err(failure) => {
+                let key = key_string(this.key, this.owned);
+                let policy = entry.quarantine_policy();
+                quarantine.failed(entry.name(), key, failure.clone(), &policy);
+                Err(Isolated::Panicked(failure))
+            }
+        })
     }
 }
 

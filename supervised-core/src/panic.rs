@@ -205,6 +205,23 @@ pub(crate) fn catch_call<T>(attempt: u32, f: impl FnOnce() -> T) -> Result<T, Fa
     result
 }
 
+/// [`catch_call`] that leaves turning a panic into a failure to the caller
+/// ([`failure_of_panic`]): its `Ok` path moves nothing but `T`.
+#[inline]
+pub(crate) fn catch_payload<T>(f: impl FnOnce() -> T) -> Result<T, Box<dyn Any + Send>> {
+    let inside = Entered::enter();
+    let result = catch_unwind(AssertUnwindSafe(f));
+    drop(inside);
+    result
+}
+
+/// The failure of `attempt` that a payload from [`catch_payload`] is, with
+/// the location the hook recorded.
+#[cold]
+pub(crate) fn failure_of_panic(payload: Box<dyn Any + Send>, attempt: u32) -> Failure {
+    failure_from_panic(payload, attempt)
+}
+
 /// The message of a panic payload: the `&str` or `String` it carries, or a note
 /// naming what it is otherwise.
 pub fn panic_message(payload: &(dyn Any + Send)) -> String {
