@@ -168,13 +168,39 @@ impl Task {
         impl Future<Output = (Exit, Task)> + Send + 'static,
     ) {
         let (registered, supervisor) = self.spec.member(token, control, parent, self.factory);
-        let fut = async move {
-            let (exit, spec, factory) = match supervisor {
-                Ok(supervisor) => supervisor.await,
-                Err(parts) => parts,
-            };
-            (exit, Task { spec, factory })
+        let fut = match supervisor {
+            Ok(fut) => Member::Running { fut },
+            Err(parts) => Member::Done { parts: Some(parts) },
         };
         (registered, fut)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A group member's supervisor, giving its task back at the end. An
+    /// enum, not an `async` block, so that the supervisor is kept once.
+    #[project = MemberProj]
+    enum Member<F> {
+        Running { #[pin] fut: F },
+        // It never ran (its name was taken).
+        Done { parts: Option<(Exit, Spec, Factory)> },
+    }
+}
+
+impl<F> Future for Member<F>
+where
+    F: Future<Output = (Exit, Spec, Factory)>,
+{
+    type Output = (Exit, Task);
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let (exit, spec, factory) = match self.project() {
+            MemberProj::Running { fut } => std::task::ready!(fut.poll(cx)),
+            MemberProj::Done { parts } => parts.take().expect("polled after it finished"),
+        };
+        std::task::Poll::Ready((exit, Task { spec, factory }))
     }
 }

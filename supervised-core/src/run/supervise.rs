@@ -146,8 +146,30 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    let parts = supervise_parts(spec, token, registered, None, f);
-    async move { parts.await.0 }
+    ExitOnly {
+        inner: supervise_parts(spec, token, registered, None, f),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The exit of [`supervise_parts`], without the parts. A plain adapter,
+    /// not an `async` block: a block awaiting the future it captured would
+    /// keep it twice, and this future's size is memory every task pays for.
+    struct ExitOnly<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, G> Future for ExitOnly<F>
+where
+    F: Future<Output = (Exit, Spec, G)>,
+{
+    type Output = Exit;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Exit> {
+        self.project().inner.poll(cx).map(|(exit, _, _)| exit)
+    }
 }
 
 /// [`supervise`] for a member of a group: restarts on `control`'s requests
@@ -267,7 +289,7 @@ where
             control.end_attempt();
             control.take_request()
         });
-        let mut deadline = match request {
+        let deadline = match request {
             Some(request) if !token.is_cancelled() => {
                 requested = true;
                 restarting(spec, registry, entry, attempt, request)
@@ -301,32 +323,64 @@ where
             }
         };
         entry.set_state(TaskState::BackingOff);
-        // Waits until the deadline, or a request that moves it; a zero delay
-        // restarts at once: a timer would round it up to the timer wheel's
-        // 1 ms granularity.
-        while deadline > Instant::now() {
-            let woken = async {
-                match control {
-                    Some(control) => control.woken().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = token.cancelled() => return finish(entry, Exit::Cancelled),
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = woken => {
-                    if let Some(request) = control.and_then(Control::take_request) {
-                        requested = true;
-                        deadline = restarting(spec, registry, entry, attempt, request);
-                    }
-                }
+        // A zero delay restarts at once: a timer would round it up to the
+        // timer wheel's 1 ms granularity. The wait is boxed: its timer and
+        // wake-up live on the heap during a backoff only, not in every
+        // task's supervisor for its whole life.
+        if deadline > Instant::now() {
+            let wait = back_off(spec, registry, entry, token, control, attempt, deadline);
+            match Box::pin(wait).await {
+                Waited::Cancelled => return finish(entry, Exit::Cancelled),
+                Waited::Elapsed { requested: true } => requested = true,
+                Waited::Elapsed { requested: false } => {}
             }
         }
         if token.is_cancelled() {
             return finish(entry, Exit::Cancelled);
         }
     }
+}
+
+/// How a backoff ended.
+enum Waited {
+    /// The delay is over; `requested` when a restart on request set it.
+    Elapsed {
+        requested: bool,
+    },
+    Cancelled,
+}
+
+/// Waits until `deadline`, or the deadline of a restart requested meanwhile.
+async fn back_off(
+    spec: &Spec,
+    registry: &Registry,
+    entry: &Entry,
+    token: &CancellationToken,
+    control: Option<&Control>,
+    attempt: u32,
+    mut deadline: Instant,
+) -> Waited {
+    let mut requested = false;
+    while deadline > Instant::now() {
+        let woken = async {
+            match control {
+                Some(control) => control.woken().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = token.cancelled() => return Waited::Cancelled,
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = woken => {
+                if let Some(request) = control.and_then(Control::take_request) {
+                    requested = true;
+                    deadline = restarting(spec, registry, entry, attempt, request);
+                }
+            }
+        }
+    }
+    Waited::Elapsed { requested }
 }
 
 /// Logs and publishes a restart on request; returns when the next attempt
