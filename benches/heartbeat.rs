@@ -9,30 +9,15 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use supervised::{CancellationToken, Context, Registry, Spec};
+use supervised::{CancellationToken, Context, Registry};
+
+mod support;
+
+use support::context_named;
 
 /// Starts a supervised task on a private registry and hands its `Context` out.
 fn context(rt: &tokio::runtime::Runtime, registry: &Registry) -> (Context, CancellationToken) {
     context_named(rt, registry, "bench")
-}
-
-fn context_named(
-    rt: &tokio::runtime::Runtime,
-    registry: &Registry,
-    name: &str,
-) -> (Context, CancellationToken) {
-    let token = CancellationToken::new();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spec = Spec::new(name).registry(registry);
-    let t = token.clone();
-    rt.spawn(spec.run(t, move |ctx: Context| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send(ctx.clone());
-            ctx.cancelled().await;
-        }
-    }));
-    (rx.recv().expect("the task starts"), token)
 }
 
 fn heartbeat(c: &mut Criterion) {

@@ -10,7 +10,11 @@ use std::pin::pin;
 use std::task::{Context as PollContext, Poll, Waker};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use supervised::{CancellationToken, Context, Registry, Spec};
+use supervised::Registry;
+
+mod support;
+
+use support::context_named;
 
 fn poll_ready<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
@@ -21,21 +25,6 @@ fn poll_ready<F: Future>(fut: F) -> F::Output {
     }
 }
 
-fn context(rt: &tokio::runtime::Runtime, registry: &Registry, name: &str) -> Context {
-    let (tx, rx) = std::sync::mpsc::channel();
-    rt.spawn(Spec::new(name).registry(registry).run(
-        CancellationToken::new(),
-        move |ctx: Context| {
-            let tx = tx.clone();
-            async move {
-                let _ = tx.send(ctx.clone());
-                ctx.cancelled().await;
-            }
-        },
-    ));
-    rx.recv().expect("the task starts")
-}
-
 fn isolate(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -43,8 +32,8 @@ fn isolate(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let registry = Registry::new();
-    let ctx = context(&rt, &registry, "bench-isolate");
-    let busy = context(&rt, &registry, "bench-isolate-quarantined");
+    let (ctx, _stop) = context_named(&rt, &registry, "bench-isolate");
+    let (busy, _stop_busy) = context_named(&rt, &registry, "bench-isolate-quarantined");
     // One key of `busy` is quarantined (for a long while): its calls look
     // their key up.
     let _guard = rt.enter();

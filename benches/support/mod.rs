@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use supervised::CancellationToken;
+use supervised::{CancellationToken, Context, Registry, Spec};
 
 /// Resident set size of this process, in bytes (0 where `/proc` is missing).
 pub fn rss_bytes() -> u64 {
@@ -110,4 +110,24 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// Starts a supervised task named `name` on `registry` in `rt` and hands its
+/// `Context` out; the task waits on its token, returned too.
+pub fn context_named(
+    rt: &tokio::runtime::Runtime,
+    registry: &Registry,
+    name: &str,
+) -> (Context, CancellationToken) {
+    let token = CancellationToken::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spec = Spec::new(name).registry(registry);
+    rt.spawn(spec.run(token.clone(), move |ctx: Context| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send(ctx.clone());
+            ctx.cancelled().await;
+        }
+    }));
+    (rx.recv().expect("the task starts"), token)
 }

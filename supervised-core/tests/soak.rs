@@ -13,6 +13,10 @@ use supervised_core::{
 };
 use tokio::time::Instant;
 
+mod support;
+
+use support::Rng;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     Work,
@@ -20,19 +24,6 @@ enum Action {
     Error,
     Stall,
     Complete,
-}
-
-/// SplitMix64, so the scripts are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }
 
 /// Per-mille chances of each fault at one tick.

@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use supervised_core::{
-    Backoff, Context, Event, EventKind, Exit, FailureKind, Group, Jitter, Registry, Spec, Strategy,
-    Task, TaskState,
+    Context, Event, EventKind, Exit, FailureKind, Group, Registry, Spec, Strategy, Task, TaskState,
 };
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::{sleep, Instant};
+
+mod support;
+
+use support::{constant, settle, Rng};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -20,23 +23,6 @@ fn secs(s: u64) -> Duration {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Lets every ready task run (the paused clock does not move).
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// A constant backoff of `d`.
-fn constant(d: Duration) -> Backoff {
-    Backoff {
-        initial: d,
-        max: d,
-        jitter: Jitter::None,
-        reset_after: Duration::MAX,
-    }
 }
 
 /// Events as `(offset from start, task, attempt, kind)`, stamped on the
@@ -696,23 +682,6 @@ async fn heartbeat_less_and_completed_members_count_as_ready() {
 }
 
 // Soak ----------------------------------------------------------------------------
-
-/// SplitMix64, so the run is the same every time.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Fails with a chance of `per_mille` at each of its ticks.
 fn flaky(registry: &Registry, name: &str, per_mille: u64, seed: u64) -> Task {

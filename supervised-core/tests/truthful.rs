@@ -9,10 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use supervised_core::{
-    Backoff, CancellationToken, Context, Exit, FailureKind, GaveUp, Group, Jitter, OnStale,
-    Registry, RestartPolicy, Spec, Task, TaskState,
+    CancellationToken, Context, Exit, FailureKind, GaveUp, Group, OnStale, Registry, RestartPolicy,
+    Spec, Task, TaskState,
 };
 use tokio::time::{sleep, Instant};
+
+mod support;
+
+use support::{constant, settle};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -34,23 +38,6 @@ fn spec(name: &str) -> (Registry, Spec) {
     let registry = Registry::new();
     let spec = Spec::new(name).registry(&registry);
     (registry, spec)
-}
-
-/// A constant backoff of `d`.
-fn constant(d: Duration) -> Backoff {
-    Backoff {
-        initial: d,
-        max: d,
-        jitter: Jitter::None,
-        reset_after: Duration::MAX,
-    }
-}
-
-/// Lets every ready task run (the paused clock does not move).
-async fn settle() {
-    for _ in 0..50 {
-        tokio::task::yield_now().await;
-    }
 }
 
 // 1. A panic in the attempt factory -------------------------------------------

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{is_ended, overdue_exit, Run, Shared};
+use super::{is_ended, let_aborted_drop, overdue_exit, Run, Shared};
 use crate::events::RestartCause;
 use crate::registry::{lock, Failure};
 use crate::run::Exit;
@@ -103,9 +103,7 @@ impl GroupHandle {
             Run::Waiting(_) | Run::Moving => Exit::Cancelled,
             Run::Running(handle) => {
                 handle.abort();
-                for _ in 0..8 {
-                    tokio::task::yield_now().await;
-                }
+                let_aborted_drop().await;
                 overdue_exit(&member, grace)
             }
         })
@@ -143,7 +141,7 @@ impl GroupHandle {
 
     /// See [`Group::gave_up`](crate::Group::gave_up).
     pub fn gave_up(&self) -> Option<Failure> {
-        lock(&self.shared.state).failure.clone()
+        self.shared.gave_up()
     }
 }
 

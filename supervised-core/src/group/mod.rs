@@ -298,7 +298,7 @@ impl Group {
     /// Why the group gave up ([`Group::with_max_restarts`], or an ordered
     /// member not ready in time), if it did.
     pub fn gave_up(&self) -> Option<Failure> {
-        lock(&self.shared.state).failure.clone()
+        self.shared.gave_up()
     }
 
     /// Lets the tasks run on after this `Group` is dropped; nothing but the
@@ -402,6 +402,10 @@ impl Shared {
             .iter()
             .map(|m| m.name.clone())
             .collect()
+    }
+
+    fn gave_up(&self) -> Option<Failure> {
+        lock(&self.state).failure.clone()
     }
 
     fn is_healthy(&self) -> bool {
@@ -540,11 +544,7 @@ impl Shared {
             }
         }
         if overdue {
-            // Let the runtime drop the aborted attempts that can be dropped:
-            // a few turns of the scheduler, no waiting on a timer.
-            for _ in 0..8 {
-                tokio::task::yield_now().await;
-            }
+            let_aborted_drop().await;
             for m in lock(&self.state).members.iter_mut() {
                 if matches!(m.run, Run::Running(_)) {
                     m.run = Run::Ended(overdue_exit(m, grace), None);
@@ -631,6 +631,14 @@ impl Shared {
                 Err(failure.map_or_else(String::new, |f| format!("group gave up: {}", f.message)))
             }
         }
+    }
+}
+
+/// Lets the runtime drop the aborted attempts that can be dropped: a few
+/// turns of the scheduler, no waiting on a timer.
+async fn let_aborted_drop() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
     }
 }
 

@@ -4,6 +4,7 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use subtle::ConstantTimeEq;
 
+use super::query::parse_query;
 use super::{Access, Reject, Shared};
 
 impl Shared {
@@ -48,6 +49,19 @@ impl Shared {
                 detail: "this endpoint requires `Authorization: Bearer <token>` with a valid token",
             }),
         }
+    }
+
+    /// For the admin routes that take no query: authorisation first (a
+    /// caller without the token learns nothing, not even whether its query
+    /// parses), then the query. `Ok(details)` or the answer to send.
+    pub(super) fn admit_request(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<bool, Reject> {
+        let details = self.admit(headers)?;
+        parse_query(query)?;
+        Ok(details)
     }
 
     pub(super) fn shutting_down(&self) -> bool {

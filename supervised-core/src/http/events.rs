@@ -13,7 +13,6 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::liveness::LastFailure;
-use super::query::parse_query;
 use super::time::rfc3339;
 use super::Shared;
 use crate::events::{Event, EventKind};
@@ -28,13 +27,10 @@ pub(super) async fn admin_events(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let details = match shared.admit(&headers) {
+    let details = match shared.admit_request(&headers, raw.as_deref()) {
         Ok(details) => details,
         Err(reject) => return reject.into_response(),
     };
-    if let Err(reject) = parse_query(raw.as_deref()) {
-        return reject.into_response();
-    }
     let receiver = shared.registry.subscribe();
     let stream = futures_util::stream::unfold(receiver, move |mut receiver| async move {
         let sse = match receiver.recv().await {

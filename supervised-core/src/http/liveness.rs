@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
-use super::query::parse_query;
 use super::respond::json_response_sized;
 use super::time::rfc3339;
 use super::Shared;
@@ -21,15 +20,10 @@ pub(super) async fn admin_liveness(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    // Authorisation first: a caller without the token learns nothing, not
-    // even whether its query parses.
-    let details = match shared.admit(&headers) {
+    let details = match shared.admit_request(&headers, raw.as_deref()) {
         Ok(details) => details,
         Err(reject) => return reject.into_response(),
     };
-    if let Err(reject) = parse_query(raw.as_deref()) {
-        return reject.into_response();
-    }
     let tasks = shared.registry.tasks();
     let doc = Document::new(&shared.registry, &tasks, details);
     // About 500 bytes a task: the body is written once, without regrowing.

@@ -9,7 +9,6 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::query::parse_query;
 use super::respond::{error, respond};
 use super::Shared;
 
@@ -19,10 +18,7 @@ pub(super) async fn metrics(
     RawQuery(raw): RawQuery,
 ) -> Response {
     // Authorisation first, as for `/admin/liveness`.
-    if let Err(reject) = shared.admit(&headers) {
-        return reject.into_response();
-    }
-    if let Err(reject) = parse_query(raw.as_deref()) {
+    if let Err(reject) = shared.admit_request(&headers, raw.as_deref()) {
         return reject.into_response();
     }
     let openmetrics = headers
