@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `GET /admin/` | the status page: one self-contained HTML page (no task data in it, so no token needed to load it) showing every task, refreshed from `/admin/liveness` every 2 s; open `/admin/#token=<token>` (the fragment never reaches the server) or type the token in the page; `GET /admin` redirects here |
 //! | `GET /admin/liveness` | JSON detail of every task (token required in bearer mode) |
-//! | `GET /admin/events` | the registry's [lifecycle events](crate::Registry::subscribe) as Server-Sent Events: `event: started` (`failed`, `backing_off`, `restarting`, `stopped`, and `lagged` with the number missed by a slow reader), `data:` one JSON object (`task`, `attempt`, `at`, `kind`, and `failure`, `delay_seconds`, `cause` or `exit` as they apply); a comment every [`EVENTS_KEEP_ALIVE`] (token required in bearer mode) |
+//! | `GET /admin/events` | the registry's [lifecycle events](crate::Registry::subscribe) as Server-Sent Events: `event: started` (`failed`, `backing_off`, `restarting`, `stopped`, and `lagged` with the number missed by a slow reader), `data:` one JSON object (`task`, `attempt`, `at`, `kind`, and `failure`, `delay_seconds`, `cause` or `exit` as they apply); a comment every [`EVENTS_KEEP_ALIVE`]; each open stream holds one of the server's connections ([`Endpoints::max_connections`]) until the reader goes away or the server stops (token required in bearer mode) |
 //! | `GET /livez`, `GET /livez/<name>` | liveness probe, kube-apiserver text format |
 //! | `GET /readyz`, `GET /readyz/<name>` | readiness probe, kube-apiserver text format |
 //! | `GET /health` | `application/health+json` (IETF draft) |
@@ -36,7 +36,7 @@
 //! * **Liveness** fails for a task that is stale past its `stale_after` (in
 //!   any state before it ends: running, backing off, stopping), that blocks
 //!   its worker thread past its `blocking_after`, or that has
-//!   [failed](TaskState::Failed) (given up).
+//!   [failed](crate::TaskState::Failed) (given up).
 //! * **Readiness** also fails for a task that has not beaten once by itself
 //!   yet (unless it was declared without heartbeats, or has ended), and has
 //!   one more check, `shutdown`, that fails from the moment the token given to

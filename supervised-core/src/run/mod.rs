@@ -438,7 +438,7 @@ impl Spec {
     /// Each attempt runs as its own tokio task, so the returned future must be
     /// polled inside a tokio runtime. Dropping the returned future aborts the
     /// attempt and its children; the task is recorded as
-    /// [`TaskState::Cancelled`] once they are dropped.
+    /// [`TaskState::Cancelled`](crate::TaskState::Cancelled) once they are dropped.
     pub fn run<F, Fut>(
         self,
         token: CancellationToken,
