@@ -237,8 +237,8 @@ impl Quarantine {
             Some(state) => {
                 state.failures = state.failures.saturating_add(1);
                 let delay = policy.delay(state.failures);
-                state.until = Instant::now() + delay;
-                state.until_wall = SystemTime::now() + delay;
+                state.until = crate::group::deadline_after(delay);
+                state.until_wall = wall_after(delay);
                 state.last_failure = failure.clone();
                 (state.failures, delay)
             }
@@ -252,8 +252,8 @@ impl Quarantine {
                     KeyState {
                         since,
                         failures: 1,
-                        until: Instant::now() + delay,
-                        until_wall: SystemTime::now() + delay,
+                        until: crate::group::deadline_after(delay),
+                        until_wall: wall_after(delay),
                         last_failure: failure.clone(),
                     },
                 );
@@ -299,6 +299,13 @@ impl Quarantine {
         keys.sort_by(|a, b| a.key.cmp(&b.key));
         keys
     }
+}
+
+/// `now + d` on the wall clock, or a far future when that does not fit.
+fn wall_after(d: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// The counts of isolated failures of a task, in
@@ -372,7 +379,9 @@ where
             if !quarantine.is_empty() {
                 let key = key_string(this.key, this.owned);
                 if let Some(held) = quarantine.holds(&key) {
-                    this.fut.set(None);
+                    // Dropped unpolled, inside the guard: a panic in its
+                    // `Drop` is not the task's.
+                    let _ = catch_call(*this.attempt, || this.fut.set(None));
                     return Poll::Ready(Err(held));
                 }
                 *this.owned = Some(key);

@@ -773,3 +773,91 @@ async fn members_added_removed_and_restarted_while_others_fail() {
         }
     }
 }
+
+// Found in review ------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_member_that_was_ready_does_not_hold_up_one_added_while_it_restarts() {
+    let registry = Registry::new();
+    let group = Group::new().ordered().with_start_timeout(secs(5));
+    let handle = group.handle();
+    handle
+        .add(Task::new(
+            Spec::new("db")
+                .registry(&registry)
+                .backoff(constant(secs(60))),
+            |ctx: Context| async move {
+                ctx.heartbeat();
+                if ctx.attempt() == 1 {
+                    sleep(secs(1)).await;
+                    panic!("connection lost");
+                }
+                ctx.cancelled().await;
+            },
+        ))
+        .unwrap();
+    // db beat at 0 s and is backing off from 1 s to 61 s.
+    sleep(secs(30)).await;
+    handle.add(steady(&registry, "api")).unwrap();
+    settle().await;
+    assert_eq!(registry.status("api").unwrap().state, TaskState::Running);
+    sleep(secs(10)).await;
+    assert!(group.gave_up().is_none());
+    drop(group);
+}
+
+#[tokio::test(start_paused = true)]
+async fn removing_the_member_another_waits_for_starts_the_next() {
+    let registry = Registry::new();
+    let group = Group::new().ordered();
+    let handle = group.handle();
+    handle
+        .add(Task::new(
+            Spec::new("never-ready").registry(&registry),
+            |ctx: Context| async move { ctx.cancelled().await },
+        ))
+        .unwrap();
+    handle.add(steady(&registry, "next")).unwrap();
+    sleep(secs(1)).await;
+    assert_eq!(registry.status("next"), None);
+    assert_eq!(
+        handle.remove("never-ready", secs(1)).await,
+        Some(Exit::Cancelled)
+    );
+    settle().await;
+    assert_eq!(registry.status("next").unwrap().state, TaskState::Running);
+    assert!(group.gave_up().is_none());
+    drop(group);
+}
+
+#[tokio::test(start_paused = true)]
+async fn durations_too_long_for_an_instant_do_not_panic() {
+    let registry = Registry::new();
+    let group = Group::new().ordered().with_start_timeout(Duration::MAX);
+    let handle = group.handle();
+    handle.add(steady(&registry, "a")).unwrap();
+    handle.add(steady(&registry, "b")).unwrap();
+    handle
+        .add(Task::new(
+            Spec::new("keys")
+                .registry(&registry)
+                .quarantine(Duration::MAX, Duration::MAX),
+            |ctx: Context| async move {
+                ctx.heartbeat();
+                let _ = ctx.isolate("k", async { Err::<(), _>("bad") }).await;
+                ctx.cancelled().await;
+            },
+        ))
+        .unwrap();
+    sleep(secs(1)).await;
+    assert_eq!(registry.status("keys").unwrap().quarantined.len(), 1);
+    assert_eq!(
+        handle.remove("a", Duration::MAX).await,
+        Some(Exit::Cancelled)
+    );
+    let exits = group.shutdown(Duration::MAX).await;
+    assert!(
+        exits.iter().all(|(_, e)| *e == Exit::Cancelled),
+        "{exits:?}"
+    );
+}

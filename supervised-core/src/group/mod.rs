@@ -114,6 +114,9 @@ struct Member {
     entry: Option<(Registry, Arc<Entry>)>,
     run: Run,
     started: Option<Instant>,
+    /// Seen ready once: its later restarts do not hold up the members after
+    /// it.
+    ready_once: bool,
 }
 
 enum Run {
@@ -448,6 +451,7 @@ impl Shared {
             entry: None,
             run: Run::Waiting(task),
             started: None,
+            ready_once: false,
         });
         if config.ordered {
             self.ensure_driver(&mut state);
@@ -515,12 +519,15 @@ impl Shared {
     /// Cancels every member (in reverse order if ordered) and waits for them
     /// for `grace`; then aborts the ones still running.
     async fn stop(&self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+        let deadline = deadline_after(grace);
         let ordered = self.config().ordered;
-        let token = lock(&self.state).token.clone();
+        let (token, run) = {
+            let state = lock(&self.state);
+            (state.token.clone(), state.run)
+        };
         token.cancel();
         if ordered {
-            let _ = tokio::time::timeout_at(deadline, self.stop_in_reverse()).await;
+            let _ = tokio::time::timeout_at(deadline, self.stop_in_reverse(run)).await;
         } else {
             let _ = tokio::time::timeout_at(deadline, self.ended()).await;
         }
@@ -551,6 +558,8 @@ impl Shared {
                 }
             }
         }
+        // Members moved to an end here: wake whoever waits on them.
+        self.changed.notify_waiters();
     }
 
     /// How each member ended, in order.
@@ -585,21 +594,28 @@ impl Shared {
                 state.intensity.clear();
                 let token = state.token.clone();
                 for m in state.members.iter_mut() {
-                    if let Run::Ended(_, task) = std::mem::replace(&mut m.run, Run::Moving) {
-                        match task {
-                            Some(task) => m.run = Run::Waiting(task),
-                            None => m.run = Run::Ended(Exit::Cancelled, None),
-                        }
-                    }
+                    m.ready_once = false;
                     m.token = if config.ordered {
                         CancellationToken::new()
                     } else {
                         token.child_token()
                     };
+                    match std::mem::replace(&mut m.run, Run::Moving) {
+                        Run::Ended(_, Some(task)) | Run::Waiting(task) => {
+                            m.run = Run::Waiting(task)
+                        }
+                        Run::Ended(exit, None) => {
+                            // Its supervisor was aborted at a deadline and the
+                            // task went with it: it cannot run again.
+                            tracing::error!(
+                                task = %m.name,
+                                "supervised group member lost at an earlier stop; not restarted with its group"
+                            );
+                            m.run = Run::Ended(exit, None);
+                        }
+                        other => m.run = other,
+                    }
                 }
-                state
-                    .members
-                    .retain(|m| !matches!(m.run, Run::Ended(_, None)));
             }
             state.parent = Some(path.clone());
             for m in state.members.iter() {
@@ -632,6 +648,13 @@ impl Shared {
             }
         }
     }
+}
+
+/// `now + d`, or a far future when that does not fit an `Instant`.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// Lets the runtime drop the aborted attempts that can be dropped: a few

@@ -46,7 +46,7 @@ impl Shared {
                     }
                 }
             }
-            shared.stop_in_reverse().await;
+            shared.stop_in_reverse(run).await;
             let mut state = lock(&shared.state);
             if state.driving == Some(run) {
                 state.driving = None;
@@ -59,6 +59,9 @@ impl Shared {
     /// ready.
     async fn start_next(self: &Arc<Self>) -> Result<(), Failure> {
         let timeout = self.config().start_timeout;
+        // When the driver began waiting for the member before the next one:
+        // the start timeout counts from then.
+        let mut waiting: Option<(u64, Instant)> = None;
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -77,11 +80,20 @@ impl Shared {
                     }
                     Some(i) => {
                         let prev = &state.members[i - 1];
+                        let ready = prev.ready_once
+                            || match (&prev.run, &prev.entry) {
+                                // Completed, or stopped on purpose (removed,
+                                // cancelled): nothing to wait for.
+                                (Run::Ended(Exit::Completed | Exit::Cancelled, _), _) => true,
+                                (Run::Running(_), Some((_, entry))) => entry.is_ready(),
+                                _ => false,
+                            };
+                        if ready {
+                            state.members[i - 1].ready_once = true;
+                            self.start(&mut state, i);
+                            return Ok(());
+                        }
                         match (&prev.run, &prev.entry) {
-                            (Run::Ended(Exit::Completed, _), _) => {
-                                self.start(&mut state, i);
-                                return Ok(());
-                            }
                             (Run::Ended(exit, _), _) => {
                                 return Err(Failure::new(
                                     FailureKind::Stalled,
@@ -93,15 +105,23 @@ impl Shared {
                                     0,
                                 ));
                             }
-                            (Run::Running(_), Some((_, entry))) if entry.is_ready() => {
-                                self.start(&mut state, i);
-                                return Ok(());
+                            (Run::Running(_), Some((_, entry))) => {
+                                let since = match waiting {
+                                    Some((id, since)) if id == prev.id => since,
+                                    _ => {
+                                        let since = Instant::now();
+                                        waiting = Some((prev.id, since));
+                                        since
+                                    }
+                                };
+                                Wait::Ready {
+                                    entry: entry.clone(),
+                                    deadline: since
+                                        .checked_add(timeout)
+                                        .unwrap_or_else(|| super::deadline_after(timeout)),
+                                    name: prev.name.clone(),
+                                }
                             }
-                            (Run::Running(_), Some((_, entry))) => Wait::Ready {
-                                entry: entry.clone(),
-                                deadline: prev.started.unwrap_or_else(Instant::now) + timeout,
-                                name: prev.name.clone(),
-                            },
                             _ => Wait::Change,
                         }
                     }
@@ -143,9 +163,10 @@ impl Shared {
         }
     }
 
-    /// Stops the members from the last to the first, each once every later
-    /// one has ended. Members not started yet never start in this run.
-    pub(super) async fn stop_in_reverse(&self) {
+    /// Stops the members of run `run` from the last to the first, each once
+    /// every later one has ended. Members not started yet never start in
+    /// this run. Returns at once when a later run has begun.
+    pub(super) async fn stop_in_reverse(&self, run: u64) {
         for m in lock(&self.state).members.iter_mut() {
             if let Run::Waiting(_) = m.run {
                 let Run::Waiting(task) = std::mem::replace(&mut m.run, Run::Moving) else {
@@ -156,22 +177,29 @@ impl Shared {
         }
         self.changed.notify_waiters();
         loop {
-            let next = lock(&self.state)
-                .members
-                .iter()
-                .rev()
-                .find(|m| !is_ended(&m.run))
-                .map(|m| (m.id, m.token.clone()));
+            let next = {
+                let state = lock(&self.state);
+                if state.run != run {
+                    return;
+                }
+                state
+                    .members
+                    .iter()
+                    .rev()
+                    .find(|m| !is_ended(&m.run))
+                    .map(|m| (m.id, m.token.clone()))
+            };
             let Some((id, token)) = next else {
                 return;
             };
             token.cancel();
             self.until(|state| {
-                state
-                    .members
-                    .iter()
-                    .find(|m| m.id == id)
-                    .is_none_or(|m| is_ended(&m.run))
+                state.run != run
+                    || state
+                        .members
+                        .iter()
+                        .find(|m| m.id == id)
+                        .is_none_or(|m| is_ended(&m.run))
             })
             .await;
         }

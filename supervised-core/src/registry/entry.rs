@@ -158,17 +158,15 @@ impl Entry {
         self.sup().watch.get_or_init(Default::default)
     }
 
-    /// Ready as an ordered group means it: running and beaten at least once
-    /// (or running and heartbeat-less), or completed.
+    /// Ready as an ordered group means it: beaten at least once (in any
+    /// attempt so far), or running and heartbeat-less, or completed.
     pub(crate) fn is_ready(&self) -> bool {
         let Some(state) = self.state() else {
             return false;
         };
-        match state {
-            TaskState::Completed => true,
-            TaskState::Running => self.beats() > 0 || !self.sup().settings.expects_heartbeat,
-            _ => false,
-        }
+        self.beats() > 0
+            || state == TaskState::Completed
+            || (state == TaskState::Running && !self.sup().settings.expects_heartbeat)
     }
 
     /// The task's quarantined keys (made on first use).

@@ -15,7 +15,7 @@ use super::decide::{decide, finish, record, Ending, Streak};
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, Spec, TaskOutput};
 use crate::context::{Context, Scope};
-use crate::events::EventKind;
+use crate::events::{EventKind, RestartCause};
 use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
 use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
@@ -289,15 +289,19 @@ where
             control.end_attempt();
             control.take_request()
         });
+        // A request restarts an attempt it stopped; an attempt that failed
+        // or returned on its own is decided by its policy as usual, and a
+        // request that came meanwhile can only put its restart later.
+        let stopped_by_request = matches!(ending, Ending::Cancelled(_));
         let deadline = match request {
-            Some(request) if !token.is_cancelled() => {
+            Some(request) if stopped_by_request && !token.is_cancelled() => {
                 requested = true;
                 restarting(spec, registry, entry, attempt, request)
             }
-            _ => {
+            request => {
                 requested = false;
                 // The attempt cancelled its own token: the task stops.
-                if attempt_token.is_cancelled() {
+                if attempt_token.is_cancelled() && request.is_none() {
                     token.cancel();
                 }
                 let failed = matches!(ending, Ending::Failed(_) | Ending::Cancelled(Some(_)));
@@ -315,11 +319,14 @@ where
                     Err(exit) => return exit,
                 };
                 registry.publish(entry.name(), attempt, || EventKind::BackingOff { delay });
-                let resume_at = Instant::now() + delay;
+                let resume_at = crate::group::deadline_after(delay);
                 if let (Some(control), Some(failure)) = (control, &last) {
                     control.failed(resume_at, failure);
                 }
-                resume_at
+                match request {
+                    Some(request) if request.at > resume_at => request.at,
+                    _ => resume_at,
+                }
             }
         };
         entry.set_state(TaskState::BackingOff);
@@ -375,7 +382,12 @@ async fn back_off(
             _ = woken => {
                 if let Some(request) = control.and_then(Control::take_request) {
                     requested = true;
-                    deadline = restarting(spec, registry, entry, attempt, request);
+                    // A restart asked for by hand starts at once; one for a
+                    // sibling's failure does not cut this task's own
+                    // backoff short.
+                    let sibling = matches!(request.cause, RestartCause::Sibling(_));
+                    let at = restarting(spec, registry, entry, attempt, request);
+                    deadline = if sibling { deadline.max(at) } else { at };
                 }
             }
         }
