@@ -285,6 +285,22 @@ pub(crate) fn decode_wall(n: i64) -> SystemTime {
     from_wall_nanos(n)
 }
 
+/// How far "never" is for deadlines that would not fit the clock's type.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + d` on tokio's clock, or a far future when that does not fit an
+/// `Instant` (a `Duration::MAX` grace or timeout).
+pub(crate) fn deadline_after(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d).unwrap_or_else(|| now + FAR_FUTURE)
+}
+
+/// `now + d` on the wall clock, or a far future when that does not fit.
+pub(crate) fn wall_after(d: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(d).unwrap_or_else(|| now + FAR_FUTURE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

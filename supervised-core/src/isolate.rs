@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::format::Rounded;
 use crate::panic::{catch_call, catch_payload, failure_of_panic};
+use crate::policy::{Backoff, Jitter};
 use crate::registry::{lock, Entry, Failure, FailureKind};
 
 /// The first quarantine of a failing key, by default: see
@@ -144,10 +145,13 @@ impl Policy {
     /// The quarantine after `failures` failures in a row: `initial`
     /// doubling, up to `max`.
     fn delay(&self, failures: u32) -> Duration {
-        let doublings = failures.saturating_sub(1).min(63);
-        self.initial
-            .checked_mul(1u32.checked_shl(doublings.min(31)).unwrap_or(u32::MAX))
-            .map_or(self.max, |d| d.min(self.max))
+        let backoff = Backoff {
+            initial: self.initial,
+            max: self.max,
+            jitter: Jitter::None,
+            reset_after: Duration::MAX,
+        };
+        backoff.delay(failures.saturating_sub(1))
     }
 }
 
@@ -237,8 +241,8 @@ impl Quarantine {
             Some(state) => {
                 state.failures = state.failures.saturating_add(1);
                 let delay = policy.delay(state.failures);
-                state.until = crate::group::deadline_after(delay);
-                state.until_wall = wall_after(delay);
+                state.until = crate::clock::deadline_after(delay);
+                state.until_wall = crate::clock::wall_after(delay);
                 state.last_failure = failure.clone();
                 (state.failures, delay)
             }
@@ -252,8 +256,8 @@ impl Quarantine {
                     KeyState {
                         since,
                         failures: 1,
-                        until: crate::group::deadline_after(delay),
-                        until_wall: wall_after(delay),
+                        until: crate::clock::deadline_after(delay),
+                        until_wall: crate::clock::wall_after(delay),
                         last_failure: failure.clone(),
                     },
                 );
@@ -299,13 +303,6 @@ impl Quarantine {
         keys.sort_by(|a, b| a.key.cmp(&b.key));
         keys
     }
-}
-
-/// `now + d` on the wall clock, or a far future when that does not fit.
-fn wall_after(d: Duration) -> SystemTime {
-    let now = SystemTime::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// The counts of isolated failures of a task, in

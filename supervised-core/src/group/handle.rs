@@ -83,7 +83,7 @@ impl GroupHandle {
             (m.id, m.token.clone())
         };
         token.cancel();
-        let deadline = super::deadline_after(grace);
+        let deadline = crate::clock::deadline_after(grace);
         let ended = self.shared.until(|state| {
             state
                 .members

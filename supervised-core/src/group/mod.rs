@@ -519,7 +519,7 @@ impl Shared {
     /// Cancels every member (in reverse order if ordered) and waits for them
     /// for `grace`; then aborts the ones still running.
     async fn stop(&self, grace: Duration) {
-        let deadline = deadline_after(grace);
+        let deadline = crate::clock::deadline_after(grace);
         let ordered = self.config().ordered;
         let (token, run) = {
             let state = lock(&self.state);
@@ -648,13 +648,6 @@ impl Shared {
             }
         }
     }
-}
-
-/// `now + d`, or a far future when that does not fit an `Instant`.
-pub(crate) fn deadline_after(d: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(d)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// Lets the runtime drop the aborted attempts that can be dropped: a few

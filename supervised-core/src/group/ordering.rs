@@ -118,7 +118,7 @@ impl Shared {
                                     entry: entry.clone(),
                                     deadline: since
                                         .checked_add(timeout)
-                                        .unwrap_or_else(|| super::deadline_after(timeout)),
+                                        .unwrap_or_else(|| crate::clock::deadline_after(timeout)),
                                     name: prev.name.clone(),
                                 }
                             }

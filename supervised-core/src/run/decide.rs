@@ -95,7 +95,7 @@ pub(super) fn decide(
 
     let give_up = match (&failure, spec.restart) {
         (Some(_), RestartPolicy::Never) => Some(GaveUp::NoRestart),
-        _ => limit_reached(spec, streak, crate::group::deadline_after(delay)),
+        _ => limit_reached(spec, streak, crate::clock::deadline_after(delay)),
     };
     if let Some(reason) = give_up {
         let failure = failure.unwrap_or_else(|| {

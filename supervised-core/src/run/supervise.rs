@@ -304,8 +304,11 @@ where
                 if attempt_token.is_cancelled() && request.is_none() {
                     token.cancel();
                 }
+                // For the group's strategy: the failure just recorded.
                 let failed = matches!(ending, Ending::Failed(_) | Ending::Cancelled(Some(_)));
-                let last = failed.then(|| entry.last_failure()).flatten();
+                let last = (failed && control.is_some())
+                    .then(|| entry.last_failure())
+                    .flatten();
                 let delay = match decide(
                     spec,
                     token.is_cancelled(),
@@ -319,7 +322,7 @@ where
                     Err(exit) => return exit,
                 };
                 registry.publish(entry.name(), attempt, || EventKind::BackingOff { delay });
-                let resume_at = crate::group::deadline_after(delay);
+                let resume_at = crate::clock::deadline_after(delay);
                 if let (Some(control), Some(failure)) = (control, &last) {
                     control.failed(resume_at, failure);
                 }
