@@ -26,6 +26,8 @@ pub struct Context {
     token: CancellationToken,
     attempt: u32,
     scope: Arc<Scope>,
+    /// The singleton's grant, 0 for other tasks.
+    fencing: u64,
 }
 
 impl fmt::Debug for Context {
@@ -44,13 +46,29 @@ impl Context {
         token: CancellationToken,
         attempt: u32,
         scope: Arc<Scope>,
+        fencing: Option<u64>,
     ) -> Self {
         Context {
             entry,
             token,
             attempt,
             scope,
+            fencing: fencing.unwrap_or(0),
         }
+    }
+
+    /// For a singleton task ([`Spec::singleton`](crate::Spec::singleton)),
+    /// the fencing token of the lease grant this attempt runs under: strictly
+    /// greater than the token of every earlier grant of the task's name, on
+    /// any replica. `None` for other tasks.
+    ///
+    /// Writes that must happen once carry it, and the store they go to
+    /// rejects tokens older than the newest it has seen (`... WHERE
+    /// fenced_by < $1`): a replica that was paused past its lease and
+    /// resumes then cannot overwrite the work of the next holder. See the
+    /// [`lease`](crate::lease) module.
+    pub fn fencing_token(&self) -> Option<u64> {
+        (self.fencing != 0).then_some(self.fencing)
     }
 
     /// The task's name, as in the registry.

@@ -59,6 +59,7 @@ mod group;
 #[cfg(feature = "http")]
 pub mod http;
 mod isolate;
+pub mod lease;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 mod panic;
@@ -83,8 +84,8 @@ pub use panic::{forward_supervised_panics, install_panic_hook, panic_message, pa
 pub use policy::{Backoff, Jitter, OnStale, RestartLimit, RestartPolicy};
 pub use registry::{
     check_name, heartbeat, is_healthy, last_tick, snapshot, status, tasks, Failure, FailureCounts,
-    FailureKind, NameProblem, Registry, TaskState, TaskStatus, DEFAULT_RETAIN_FINISHED,
-    MAX_NAME_LEN,
+    FailureKind, LeaseStatus, NameProblem, Registry, TaskState, TaskStatus,
+    DEFAULT_RETAIN_FINISHED, MAX_NAME_LEN,
 };
 pub use run::{run_with_recover, Exit, GaveUp, Spec, TaskOutput};
 #[doc(hidden)]

@@ -124,6 +124,11 @@ impl Task {
         self.with_spec(|spec| spec.with_name(name))
     }
 
+    /// Makes the task a singleton on `lease`: see [`Spec::singleton`].
+    pub fn with_lease<L: crate::lease::Lease>(self, lease: L) -> Task {
+        self.with_spec(|spec| spec.singleton(lease))
+    }
+
     /// Changes the task's policy, e.g. to record it in another registry.
     pub fn with_spec(mut self, f: impl FnOnce(Spec) -> Spec) -> Task {
         self.spec = f(self.spec);

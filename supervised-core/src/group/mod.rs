@@ -78,6 +78,8 @@ pub(crate) struct Shared {
     /// gives up.
     changed: Notify,
     next_id: AtomicU64,
+    /// Given to the singleton members that wait for their group's lease.
+    lease: Mutex<Option<Arc<dyn crate::lease::Lease>>>,
 }
 
 #[derive(Clone, Copy)]
@@ -187,6 +189,7 @@ impl Group {
                 }),
                 changed: Notify::new(),
                 next_id: AtomicU64::new(0),
+                lease: Mutex::new(None),
             }),
             token,
             detached: false,
@@ -243,6 +246,21 @@ impl Group {
     /// ([`Group::into_task`]) and that task is cancelled (default 5 s).
     pub fn with_grace(self, grace: Duration) -> Group {
         lock(&self.shared.config).grace = grace;
+        self
+    }
+
+    /// Gives `lease` to the members that are singletons without a lease of
+    /// their own (`#[supervised(singleton = true)]`,
+    /// [`Spec::singleton_from_group`](crate::Spec::singleton_from_group)),
+    /// spawned from now on: each takes the lease named after itself before
+    /// each attempt, and is a [standby](crate::TaskState::Standby) while
+    /// another replica holds it. Other members are not affected. What
+    /// `spawn_all!(lease = ...; ...)` calls.
+    ///
+    /// One lease store (one database connection) serves every singleton of
+    /// the group.
+    pub fn with_lease<L: crate::lease::Lease>(self, lease: L) -> Group {
+        *lock(&self.shared.lease) = Some(Arc::new(lease));
         self
     }
 
@@ -429,6 +447,12 @@ impl Shared {
     /// the driver.
     fn add(self: &Arc<Self>, task: Task) -> Result<(), AddError> {
         let config = self.config();
+        let task = match lock(&self.lease).clone() {
+            Some(lease) if task.spec().is_singleton() => {
+                task.with_spec(|spec| spec.with_group_lease(&lease))
+            }
+            _ => task,
+        };
         let mut state = lock(&self.state);
         if state.members.iter().any(|m| m.name == task.name()) {
             return Err(AddError::name_taken(task));

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use super::status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
+use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
 use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
 use crate::isolate::{IsolatedCounts, Policy, Quarantine};
 
@@ -16,6 +16,21 @@ pub(crate) struct Settings {
     pub(crate) blocking_after: Duration,
     pub(crate) expects_heartbeat: bool,
     pub(crate) quarantine: crate::isolate::Policy,
+    /// A singleton task: it holds a lease before each attempt.
+    pub(crate) singleton: bool,
+}
+
+/// A singleton task's view of its lease.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseSlot {
+    leader: AtomicBool,
+    /// The last grant's fencing token, 0 before the first.
+    fencing: AtomicU64,
+    /// Registry-clock stamp of the last grant: the task's silence counts
+    /// from here, not from before its standby.
+    resumed_mono: AtomicU64,
+    /// Why the task is a standby.
+    reason: Mutex<Option<String>>,
 }
 
 /// Supervision data of an entry; absent for heartbeat-only names.
@@ -46,6 +61,8 @@ pub(crate) struct Supervision {
     watch: OnceLock<Box<tokio::sync::Notify>>,
     /// The keys the task isolates: made when it first isolates one.
     quarantine: OnceLock<Box<Quarantine>>,
+    /// Only for singleton tasks.
+    lease: Option<Box<LeaseSlot>>,
 }
 
 /// One name in the registry.
@@ -95,6 +112,7 @@ impl Entry {
             parent: OnceLock::new(),
             watch: OnceLock::new(),
             quarantine: OnceLock::new(),
+            lease: settings.singleton.then(Box::default),
         });
         Entry {
             name: Arc::from(name),
@@ -166,7 +184,43 @@ impl Entry {
         };
         self.beats() > 0
             || state == TaskState::Completed
+            || state == TaskState::Standby
             || (state == TaskState::Running && !self.sup().settings.expects_heartbeat)
+    }
+
+    /// Moves a singleton task to [`TaskState::Standby`] for `reason`;
+    /// `true` when the reason changed.
+    pub(crate) fn stand_by(&self, reason: String) -> bool {
+        let Some(slot) = self.sup().lease.as_deref() else {
+            return false;
+        };
+        slot.leader.store(false, Ordering::Relaxed);
+        let changed = {
+            let mut current = lock(&slot.reason);
+            let changed = current.as_deref() != Some(reason.as_str());
+            *current = Some(reason);
+            changed
+        };
+        self.set_state(TaskState::Standby);
+        changed
+    }
+
+    /// The singleton task holds grant `fencing_token` from now on.
+    pub(crate) fn lease_acquired(&self, fencing_token: u64) {
+        if let Some(slot) = self.sup().lease.as_deref() {
+            *lock(&slot.reason) = None;
+            slot.fencing.store(fencing_token, Ordering::Relaxed);
+            slot.resumed_mono
+                .store(self.hot.now().max(1), Ordering::Relaxed);
+            slot.leader.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// The singleton task no longer holds its lease.
+    pub(crate) fn lease_released(&self) {
+        if let Some(slot) = self.sup().lease.as_deref() {
+            slot.leader.store(false, Ordering::Relaxed);
+        }
     }
 
     /// The task's quarantined keys (made on first use).
@@ -251,6 +305,27 @@ impl Entry {
         } else {
             Some(clock.wall_of(beat))
         }
+    }
+
+    /// Stale by `threshold` for a by-name health check: never beat, or
+    /// silent for longer, counted for a singleton from its last grant; never
+    /// while a standby.
+    pub(super) fn stale_by(&self, now_mono: u64, threshold: Duration) -> bool {
+        let last = self.last_mono();
+        if last == 0 {
+            return self.state() != Some(TaskState::Standby);
+        }
+        let Some(sup) = &self.supervision else {
+            return Duration::from_nanos(now_mono.saturating_sub(last)) > threshold;
+        };
+        let Some(slot) = sup.lease.as_deref() else {
+            return Duration::from_nanos(now_mono.saturating_sub(last)) > threshold;
+        };
+        if self.state() == Some(TaskState::Standby) {
+            return false;
+        }
+        let since = last.max(slot.resumed_mono.load(Ordering::Relaxed));
+        Duration::from_nanos(now_mono.saturating_sub(since)) > threshold
     }
 
     pub(super) fn age(&self, now_mono: u64) -> Option<Duration> {
@@ -363,7 +438,7 @@ impl Entry {
             FailureKind::Panic => &sup.panics,
             FailureKind::Error => &sup.errors,
             FailureKind::Stalled => &sup.stalls,
-            FailureKind::NameTaken | FailureKind::InvalidName => return,
+            FailureKind::NameTaken | FailureKind::InvalidName | FailureKind::NoLease => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         *lock(&sup.last_failure) = Some(Box::new(failure.clone()));
@@ -434,10 +509,22 @@ impl Entry {
         let sup = self.supervision.as_ref()?;
         let state = TaskState::from_u8(sup.state.load(Ordering::Acquire));
         let since_last_tick = self.age(now_mono);
-        let quiet = since_last_tick
-            .unwrap_or_else(|| Duration::from_nanos(now_mono.saturating_sub(sup.started_mono)));
+        // Silence counts from the last beat, or from the start when there
+        // was none, and for a singleton not from before its last grant.
+        let resumed = sup
+            .lease
+            .as_deref()
+            .map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed));
+        let quiet_since = match self.last_mono() {
+            0 => sup.started_mono,
+            last => last,
+        }
+        .max(resumed);
+        let quiet = Duration::from_nanos(now_mono.saturating_sub(quiet_since));
         let late = sup.settings.stale_after.is_some_and(|limit| quiet > limit);
-        let stale = !state.is_final() && (sup.stale.load(Ordering::Relaxed) || late);
+        let stale = !state.is_final()
+            && state != TaskState::Standby
+            && (sup.stale.load(Ordering::Relaxed) || late);
         let blocked_for = if state.is_final() {
             None
         } else {
@@ -472,6 +559,14 @@ impl Entry {
                     errors: q.errors.load(Ordering::Relaxed),
                     evicted: q.evicted.load(Ordering::Relaxed),
                 }),
+            lease: sup.lease.as_deref().map(|slot| LeaseStatus {
+                leader: slot.leader.load(Ordering::Relaxed),
+                fencing_token: match slot.fencing.load(Ordering::Relaxed) {
+                    0 => None,
+                    token => Some(token),
+                },
+                standby_reason: lock(&slot.reason).clone(),
+            }),
         })
     }
 }

@@ -49,7 +49,7 @@ mod status;
 
 pub(crate) use entry::{lock, Entry, Settings};
 pub use name::{check_name, NameProblem, MAX_NAME_LEN};
-pub use status::{Failure, FailureCounts, FailureKind, TaskState, TaskStatus};
+pub use status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
 
 /// The map of names: sharded, so that a view (which copies cheap handles
 /// out of one shard at a time) never holds up a registration or a
@@ -405,7 +405,9 @@ impl Registry {
     ///
     /// A name is stale when it never beat (or is unknown), or when its last
     /// heartbeat is *strictly* older than `stale_threshold` on the monotonic
-    /// clock. Returns `(true, [])` when none is stale, otherwise `false` and the
+    /// clock. A singleton task in [`TaskState::Standby`] is fresh (it is not
+    /// expected to beat), and once it takes its lease its silence counts from
+    /// then. Returns `(true, [])` when none is stale, otherwise `false` and the
     /// stale names in the order given (a name given twice is listed twice).
     pub fn is_healthy(&self, names: &[&str], stale_threshold: Duration) -> (bool, Vec<String>) {
         let now = self.inner.clock.now_mono();
@@ -417,8 +419,7 @@ impl Registry {
                     .entries
                     .get(**name)
                     .filter(|e| !self.expired(e.value(), now))
-                    .and_then(|e| e.value().age(now))
-                    .is_none_or(|age| age > stale_threshold)
+                    .is_none_or(|e| e.value().stale_by(now, stale_threshold))
             })
             .map(|name| (*name).to_owned())
             .collect();

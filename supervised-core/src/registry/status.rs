@@ -9,6 +9,11 @@ use crate::backtrace::PanicBacktrace;
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskState {
+    /// A singleton task waits for its lease, which another replica holds (or
+    /// the lease store cannot be reached: the reason is in
+    /// [`LeaseStatus::standby_reason`]). Healthy and ready: a standby is a
+    /// correct state, and it is not expected to beat.
+    Standby,
     /// An attempt is running.
     Running,
     /// The last attempt ended and the next one starts after a delay.
@@ -31,6 +36,7 @@ impl TaskState {
     /// The state in `snake_case`, as shown by the endpoints and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskState::Standby => "standby",
             TaskState::Running => "running",
             TaskState::BackingOff => "backing_off",
             TaskState::Stopping => "stopping",
@@ -49,7 +55,8 @@ impl TaskState {
     }
 
     /// Every state, in the order of their life.
-    pub const ALL: [TaskState; 6] = [
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Standby,
         TaskState::Running,
         TaskState::BackingOff,
         TaskState::Stopping,
@@ -59,16 +66,25 @@ impl TaskState {
     ];
 
     pub(crate) fn to_u8(self) -> u8 {
-        self as u8
+        match self {
+            TaskState::Standby => 0,
+            TaskState::Running => 1,
+            TaskState::BackingOff => 2,
+            TaskState::Stopping => 3,
+            TaskState::Completed => 4,
+            TaskState::Cancelled => 5,
+            TaskState::Failed => 6,
+        }
     }
 
     pub(crate) fn from_u8(v: u8) -> TaskState {
         match v {
-            0 => TaskState::Running,
-            1 => TaskState::BackingOff,
-            2 => TaskState::Stopping,
-            3 => TaskState::Completed,
-            4 => TaskState::Cancelled,
+            0 => TaskState::Standby,
+            1 => TaskState::Running,
+            2 => TaskState::BackingOff,
+            3 => TaskState::Stopping,
+            4 => TaskState::Completed,
+            5 => TaskState::Cancelled,
             _ => TaskState::Failed,
         }
     }
@@ -97,6 +113,9 @@ pub enum FailureKind {
     /// [`MAX_NAME_LEN`](crate::MAX_NAME_LEN) bytes, or holds whitespace or
     /// control characters. It is not registered, so no view shows it.
     InvalidName,
+    /// The task never ran: it is a singleton and was started without a
+    /// lease. It is not registered, so no view shows it.
+    NoLease,
 }
 
 impl FailureKind {
@@ -108,6 +127,7 @@ impl FailureKind {
             FailureKind::Stalled => "stalled",
             FailureKind::NameTaken => "name_taken",
             FailureKind::InvalidName => "invalid_name",
+            FailureKind::NoLease => "no_lease",
         }
     }
 }
@@ -211,7 +231,9 @@ pub struct TaskStatus {
     /// longer than `stale_after` without a heartbeat: counted from its last
     /// heartbeat, or from when it started if it never beat. This holds in every
     /// state that is not final (running, backing off, stopping), so a task
-    /// that fails every attempt before it beats becomes stale.
+    /// that fails every attempt before it beats becomes stale. A
+    /// [standby](TaskState::Standby) is never stale, and a singleton's
+    /// silence counts from when it took its lease, not from before.
     pub stale: bool,
     /// How long the current poll of the task's attempt has been running, when
     /// that is longer than the task's `blocking_after`: the task is blocking its
@@ -242,12 +264,32 @@ pub struct TaskStatus {
     /// Counts of the failures [`Context::isolate`](crate::Context::isolate)
     /// caught, which are the keys' and not the task's.
     pub isolated: crate::isolate::IsolatedCounts,
+    /// For a singleton task ([`Spec::singleton`](crate::Spec::singleton)):
+    /// whether this replica holds the lease, and why not; `None` for other
+    /// tasks.
+    pub lease: Option<LeaseStatus>,
+}
+
+/// The lease of a singleton task, as this replica sees it.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// `true` while this replica holds the lease (its attempt may run).
+    pub leader: bool,
+    /// The fencing token of the grant held, or of the last one held.
+    pub fencing_token: Option<u64>,
+    /// Why the task is in [`TaskState::Standby`]: who holds the lease, or the
+    /// lease store's error. `None` while it is the leader.
+    pub standby_reason: Option<String>,
 }
 
 impl TaskStatus {
-    /// `true` while readiness waits for this task: it has not ended, it
-    /// expects heartbeats and it has not beaten yet.
+    /// `true` while readiness waits for this task: it has not ended, it is
+    /// not a standby, it expects heartbeats and it has not beaten yet.
     pub fn awaits_first_beat(&self) -> bool {
-        self.expects_heartbeat && self.last_tick.is_none() && !self.state.is_final()
+        self.expects_heartbeat
+            && self.last_tick.is_none()
+            && !self.state.is_final()
+            && self.state != TaskState::Standby
     }
 }

@@ -17,10 +17,12 @@ use crate::registry::{Entry, Failure, Registry, Settings};
 
 mod control;
 mod decide;
+mod singleton;
 mod stall;
 mod supervise;
 
 pub(crate) use control::{Control, Membership};
+use singleton::SharedLease;
 use supervise::{register, supervise, supervise_parts};
 
 /// What a supervised fn may return: `()`, `Result<(), E>`, [`Infallible`] or
@@ -157,6 +159,10 @@ pub enum GaveUp {
     /// It never ran: its name is not one the registry accepts (see
     /// [`check_name`](crate::check_name)).
     InvalidName,
+    /// It never ran: it is a singleton
+    /// ([`Spec::singleton_from_group`], `#[supervised(singleton = true)]`)
+    /// and was started without a lease.
+    NoLease,
 }
 
 impl fmt::Display for GaveUp {
@@ -169,6 +175,7 @@ impl fmt::Display for GaveUp {
             } => write!(f, "more than {max_restarts} restarts within {within:?}"),
             GaveUp::NameTaken => f.write_str("name held by a live task"),
             GaveUp::InvalidName => f.write_str("invalid task name"),
+            GaveUp::NoLease => f.write_str("singleton task without a lease"),
         }
     }
 }
@@ -210,6 +217,8 @@ pub struct Spec {
     expects_heartbeat: bool,
     quarantine: crate::isolate::Policy,
     registry: Option<Registry>,
+    lease: Option<SharedLease>,
+    lease_from_group: bool,
 }
 
 impl Spec {
@@ -231,6 +240,8 @@ impl Spec {
             expects_heartbeat: true,
             quarantine: crate::isolate::Policy::default(),
             registry: None,
+            lease: None,
+            lease_from_group: false,
         }
     }
 
@@ -400,7 +411,77 @@ impl Spec {
             blocking_after: self.blocking_after,
             expects_heartbeat: self.expects_heartbeat,
             quarantine: self.quarantine,
+            singleton: self.is_singleton(),
         }
+    }
+
+    /// Makes the task a singleton across the replicas of a service: before
+    /// each attempt it takes `lease` (named after the task) and it runs only
+    /// while it holds it; meanwhile it is in
+    /// [`TaskState::Standby`](crate::TaskState::Standby). See the
+    /// [`lease`](crate::lease) module for the timing and what it guarantees.
+    ///
+    /// The attempt's grace is capped at a quarter of the lease's TTL, so that
+    /// an attempt that must stop for a lost lease is gone before the lease
+    /// can expire. [`Context::fencing_token`] gives each attempt its grant's
+    /// token.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use supervised_core::lease::Memory;
+    /// use supervised_core::{CancellationToken, Context, Registry, Spec, TaskState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (replica_a, replica_b) = (Registry::new(), Registry::new());
+    /// let store = Memory::new("a");
+    /// let token = CancellationToken::new();
+    /// for (registry, lease) in [(&replica_a, store.clone()), (&replica_b, store.replica("b"))] {
+    ///     Spec::new("scheduler")
+    ///         .singleton(lease)
+    ///         .registry(registry)
+    ///         .spawn(token.clone(), |ctx: Context| async move {
+    ///             assert!(ctx.fencing_token().is_some());
+    ///             ctx.cancelled().await;
+    ///         });
+    /// }
+    /// tokio::time::sleep(Duration::from_secs(1)).await;
+    /// assert_eq!(replica_a.status("scheduler").unwrap().state, TaskState::Running);
+    /// assert_eq!(replica_b.status("scheduler").unwrap().state, TaskState::Standby);
+    /// # token.cancel();
+    /// # }
+    /// ```
+    pub fn singleton<L: crate::lease::Lease>(mut self, lease: L) -> Self {
+        self.lease = Some(SharedLease(Arc::new(lease)));
+        self.lease_from_group = false;
+        self
+    }
+
+    /// Makes the task a singleton whose lease the [`Group`](crate::Group) it
+    /// is spawned in gives ([`Group::with_lease`](crate::Group::with_lease),
+    /// `spawn_all!(lease = ...; ...)`): what `#[supervised(singleton = true)]`
+    /// sets. Started without one, the task does not run and ends with
+    /// [`GaveUp::NoLease`].
+    pub fn singleton_from_group(mut self) -> Self {
+        if self.lease.is_none() {
+            self.lease_from_group = true;
+        }
+        self
+    }
+
+    /// `true` for a singleton task, with its lease or waiting for its
+    /// group's.
+    pub fn is_singleton(&self) -> bool {
+        self.lease.is_some() || self.lease_from_group
+    }
+
+    /// Gives `lease` to a task that waits for its group's.
+    pub(crate) fn with_group_lease(mut self, lease: &Arc<dyn crate::lease::Lease>) -> Self {
+        if self.lease_from_group && self.lease.is_none() {
+            self.lease = Some(SharedLease(lease.clone()));
+            self.lease_from_group = false;
+        }
+        self
     }
 
     /// Records the task in `registry` instead of the process-wide one.

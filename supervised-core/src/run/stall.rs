@@ -75,13 +75,18 @@ pub(super) async fn watchdog(
         let now = ticks.tick().await;
         entry.check_blocked();
         let beats = entry.beats();
-        if beats != last_beats {
+        // A standby is not expected to beat: its silence counts from when it
+        // takes its lease.
+        let standby = entry.state() == Some(crate::registry::TaskState::Standby);
+        if beats != last_beats || standby {
             last_beats = beats;
             last_change = now;
             if stale {
                 stale = false;
                 entry.set_stale(false);
-                tracing::info!(task = %spec.name, "supervised task is beating again");
+                if !standby {
+                    tracing::info!(task = %spec.name, "supervised task is beating again");
+                }
             }
         }
         let quiet = now.duration_since(last_change);

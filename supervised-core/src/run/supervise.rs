@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::control::{Control, Request};
 use super::decide::{decide, finish, record, Ending, Streak};
+use super::singleton;
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, Spec, TaskOutput};
 use crate::context::{Context, Scope};
@@ -39,6 +40,28 @@ pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
         .registry
         .clone()
         .unwrap_or_else(|| Registry::global().clone());
+    if spec.lease_from_group && spec.lease.is_none() {
+        let failure = Failure::new(
+            FailureKind::NoLease,
+            format!(
+                "`{}` is a singleton and has no lease: spawn it in a group with one \
+                 (`spawn_all!(lease = ...; ...)`, `Group::with_lease`) or give it one \
+                 (`Spec::singleton`, `Task::with_lease`)",
+                spec.name
+            ),
+            0,
+        );
+        tracing::error!(task = %spec.name, "supervised task not started: {}", failure.message);
+        if let Some(parent) = &spec.escalate {
+            parent.cancel();
+        }
+        let exit = Exit::Failed {
+            reason: GaveUp::NoLease,
+            failure,
+        };
+        registry.publish(&spec.name, 0, || EventKind::Stopped(exit.clone()));
+        return Err(exit);
+    }
     match registry.register(&spec.name, spec.settings()) {
         Ok(entry) => Ok((registry, entry)),
         Err(_) => {
@@ -70,6 +93,11 @@ struct Guard {
     entry: Arc<Entry>,
     attempt: Option<AttemptHandle>,
     scope: Option<Arc<Scope>>,
+    /// A singleton's grant while it holds one: released once the attempt is
+    /// dropped, also when the supervisor is.
+    /// Boxed: one word for the tasks that are not singletons.
+    #[allow(clippy::type_complexity)]
+    held: Option<Box<(Arc<dyn crate::lease::Lease>, u64)>>,
     /// Disarmed once the supervisor has recorded the task's end itself.
     armed: bool,
 }
@@ -81,6 +109,7 @@ impl Guard {
             entry,
             attempt: None,
             scope: None,
+            held: None,
             armed: true,
         }
     }
@@ -97,29 +126,48 @@ impl Drop for Guard {
                 EventKind::Stopped(Exit::Cancelled)
             });
         }
+        // A grant still held is released once the attempt is dropped, never
+        // before: a standby may start as soon as it is.
+        let release = self.held.take().map(|held| {
+            let (lease, token) = *held;
+            self.entry.lease_released();
+            let name = self.entry.name().to_owned();
+            async move {
+                let _ =
+                    tokio::time::timeout(lease.renew_every(), lease.release(&name, token)).await;
+            }
+        });
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let Some(scope) = self.scope.take() else {
+            if let (Some(runtime), Some(release)) = (&runtime, release) {
+                drop(runtime.spawn(release));
+            }
             self.entry.finish(TaskState::Cancelled);
             return;
         };
         self.entry.end_attempt();
         scope.close();
+        let Some(runtime) = runtime else {
+            // No runtime left to release it: the grant expires after its TTL.
+            self.entry.finish(TaskState::Cancelled);
+            return;
+        };
         if scope.is_dropped() {
+            if let Some(release) = release {
+                drop(runtime.spawn(release));
+            }
             self.entry.finish(TaskState::Cancelled);
             return;
         }
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime,
-            Err(_) => {
-                self.entry.finish(TaskState::Cancelled);
-                return;
-            }
-        };
         self.entry.set_state(TaskState::Stopping);
         // Also records the end when the runtime drops this instead of running it.
         let finish = FinishOnDrop(self.entry.clone());
         drop(runtime.spawn(async move {
             let _finish = finish;
             scope.dropped().await;
+            if let Some(release) = release {
+                release.await;
+            }
         }));
     }
 }
@@ -250,6 +298,17 @@ where
         if token.is_cancelled() {
             return finish(entry, Exit::Cancelled);
         }
+        // A singleton first waits for its lease, as a standby.
+        let mut held = match &spec.lease {
+            Some(lease) => {
+                match Box::pin(singleton::acquire(spec, &*lease.0, entry, token)).await {
+                    // Boxed: one word in every supervisor.
+                    Some(held) => Some(Box::new(held)),
+                    None => return finish(entry, Exit::Cancelled),
+                }
+            }
+            None => None,
+        };
         attempt = attempt.saturating_add(1);
         streak.started(attempt, requested);
         entry.start_attempt(attempt);
@@ -264,13 +323,42 @@ where
         guard.scope = Some(scope.clone());
         let attempt_token = match control {
             Some(control) => control.begin_attempt(token),
+            // A singleton's attempt stops alone when its lease is lost.
+            None if held.is_some() => token.child_token(),
             None => token.clone(),
         };
-        let ctx = Context::new(entry.clone(), attempt_token.clone(), attempt, scope.clone());
+        let fencing = held.as_ref().map(|held| held.fencing_token);
+        if let (Some(lease), Some(token)) = (&spec.lease, fencing) {
+            guard.held = Some(Box::new((lease.0.clone(), token)));
+        }
+        let ctx = Context::new(
+            entry.clone(),
+            attempt_token.clone(),
+            attempt,
+            scope.clone(),
+            fencing,
+        );
         let ending = match spawn_attempt(f, ctx, entry, &scope, attempt) {
             Ok(handle) => {
                 guard.attempt = Some(handle);
-                watch_attempt(spec, &attempt_token, guard, &scope, attempt).await
+                match (&spec.lease, held.as_mut()) {
+                    (Some(lease), Some(held)) => {
+                        let watch = watch_held(
+                            spec,
+                            &*lease.0,
+                            &attempt_token,
+                            guard,
+                            &scope,
+                            attempt,
+                            held,
+                        );
+                        Box::pin(watch).await
+                    }
+                    _ => {
+                        watch_attempt(spec, &attempt_token, guard, &scope, attempt, spec.grace)
+                            .await
+                    }
+                }
             }
             Err(failure) => Ending::Failed(failure),
         };
@@ -284,11 +372,25 @@ where
             });
         }
         stop_attempt(entry, guard, &scope).await;
+        guard.held = None;
+        let lost = held.as_ref().is_some_and(|held| held.lost);
+        if let (Some(lease), Some(held)) = (&spec.lease, &held) {
+            if !lost {
+                let timing = singleton::Timing::of(&*lease.0, spec.grace);
+                Box::pin(singleton::release(&*lease.0, entry, held, timing)).await;
+            } else {
+                entry.lease_released();
+            }
+        }
 
         let request = control.and_then(|control| {
             control.end_attempt();
             control.take_request()
         });
+        if lost && !token.is_cancelled() {
+            // Not the task's failure: back to standby, as a standby.
+            continue;
+        }
         // A request restarts an attempt it stopped; an attempt that failed
         // or returned on its own is decided by its policy as usual, and a
         // request that came meanwhile can only put its restart later.
@@ -497,14 +599,50 @@ async fn stop_attempt(entry: &Entry, guard: &mut Guard, scope: &Scope) {
     guard.scope = None;
 }
 
+/// [`watch_attempt`] for a singleton: also keeps its lease, and when the
+/// lease can no longer be proven, cancels the attempt (with the grace of a
+/// singleton) and marks `held` lost.
+#[allow(clippy::too_many_arguments)]
+async fn watch_held(
+    spec: &Spec,
+    lease: &dyn crate::lease::Lease,
+    token: &CancellationToken,
+    guard: &mut Guard,
+    scope: &Scope,
+    attempt: u32,
+    held: &mut singleton::Held,
+) -> Ending {
+    let entry = guard.entry.clone();
+    let timing = singleton::Timing::of(lease, spec.grace);
+    let watch = watch_attempt(spec, token, guard, scope, attempt, timing.grace);
+    let mut watch = std::pin::pin!(watch);
+    tokio::select! {
+        biased;
+        ending = &mut watch => ending,
+        reason = singleton::keep(lease, &entry, held, timing) => {
+            tracing::warn!(
+                task = %spec.name,
+                attempt,
+                fencing_token = held.fencing_token,
+                "supervised singleton stops its attempt: {reason}"
+            );
+            entry.lease_released();
+            held.lost = true;
+            token.cancel();
+            watch.await
+        }
+    }
+}
+
 /// Waits for the attempt to end, a child to panic or the watchdog to find it
-/// stalled, or cancellation (then at most the grace period).
+/// stalled, or cancellation (then at most `grace`).
 async fn watch_attempt(
     spec: &Spec,
     token: &CancellationToken,
     guard: &mut Guard,
     scope: &Scope,
     attempt: u32,
+    grace: std::time::Duration,
 ) -> Ending {
     let handle = guard.attempt.as_mut().expect("attempt was just spawned");
     let ending = tokio::select! {
@@ -518,7 +656,7 @@ async fn watch_attempt(
         return ending;
     }
     // Cancelled: give the attempt its grace to return.
-    match tokio::time::timeout(spec.grace, &mut *handle).await {
+    match tokio::time::timeout(grace, &mut *handle).await {
         Ok(joined) => match from_join(joined, attempt) {
             Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
             _ => Ending::Cancelled(None),
@@ -527,7 +665,7 @@ async fn watch_attempt(
             tracing::warn!(
                 task = %spec.name,
                 attempt,
-                grace = %Rounded(spec.grace),
+                grace = %Rounded(grace),
                 "supervised task did not stop within its grace period; aborting it"
             );
             Ending::Cancelled(None)
