@@ -282,3 +282,77 @@ async fn the_page_follows_the_event_stream_shows_group_paths_and_quarantined_key
     root.shutdown(Duration::from_secs(5)).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_the_leader_and_the_standby_of_a_singleton() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipped: no Chromium (install Debian's `chromium`, or set SUPERVISED_CHROMIUM)");
+        return;
+    };
+    // Two replicas: two registries on one lease store, each with its page.
+    let store = supervised::lease::Memory::new("replica-a");
+    let mut servers = Vec::new();
+    let mut groups = Vec::new();
+    for (name, lease) in [("a", store.clone()), ("b", store.replica("replica-b"))] {
+        let registry = Registry::new();
+        let mut group = supervised::Group::new().with_lease(lease);
+        group.spawn(Task::new(
+            Spec::new("page-scheduler")
+                .singleton_from_group()
+                .registry(&registry),
+            |ctx: Context| async move {
+                while !ctx.is_cancelled() {
+                    ctx.heartbeat();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        ));
+        common::eventually("the task to start", {
+            let registry = registry.clone();
+            move || registry.status("page-scheduler").is_some()
+        })
+        .await;
+        if name == "a" {
+            common::eventually("a to lead", {
+                let store = store.clone();
+                move || store.holder_of("page-scheduler").is_some()
+            })
+            .await;
+        }
+        servers.push(Server::start(Endpoints::new(&registry).bearer_token(TOKEN)).await);
+        groups.push(group);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut doms = Vec::new();
+    for server in &servers {
+        let page = format!("http://{}/admin/#token={TOKEN}", server.addr);
+        let browser = browser.clone();
+        doms.push(
+            tokio::task::spawn_blocking(move || dom(&browser, &page, 2_000))
+                .await
+                .unwrap(),
+        );
+    }
+    let state = |dom: &str| {
+        rows(dom)
+            .into_iter()
+            .find(|(n, _, _)| n == "page-scheduler")
+            .map(|r| r.1)
+    };
+    assert_eq!(state(&doms[0]).as_deref(), Some("running"), "{}", doms[0]);
+    assert!(doms[0].contains("leader, token 1"), "{}", doms[0]);
+    assert_eq!(state(&doms[1]).as_deref(), Some("standby"), "{}", doms[1]);
+    assert!(doms[1].contains("lease held by replica-a"), "{}", doms[1]);
+    // A standby is a healthy row.
+    assert!(
+        doms[1].contains(r#"<tr class="healthy" data-task="page-scheduler""#),
+        "{}",
+        doms[1]
+    );
+    for group in groups {
+        group.shutdown(Duration::from_secs(2)).await;
+    }
+    for server in servers {
+        server.stop().await;
+    }
+}

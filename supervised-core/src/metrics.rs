@@ -10,8 +10,9 @@
 //! |---|---|---|
 //! | `supervised_task_restarts_total` | counter | attempts started after the first |
 //! | `supervised_task_failures_total{kind}` | counter | failures by `kind`: `panic`, `error`, `stalled` |
-//! | `supervised_task_state{state}` | gauge | 1 for the task's current state, 0 for the others (`running`, `backing_off`, `stopping`, `completed`, `cancelled`, `failed`) |
-//! | `supervised_task_up` | gauge | 1 while the task is running and healthy (not stale, not blocking its thread) |
+//! | `supervised_task_state{state}` | gauge | 1 for the task's current state, 0 for the others (`standby`, `running`, `backing_off`, `stopping`, `completed`, `cancelled`, `failed`) |
+//! | `supervised_task_up` | gauge | 1 while the task is running and healthy (not stale, not blocking its thread), or a healthy singleton standby |
+//! | `supervised_task_leader` | gauge | singleton tasks only: 1 while this replica holds the task's lease, 0 otherwise |
 //! | `supervised_task_stale` | gauge | 1 while the task is stale (also while backing off or stopping) |
 //! | `supervised_task_blocked_seconds` | gauge | how long the attempt's poll in progress has blocked its worker thread, past the task's `blocking_after`; 0 otherwise |
 //! | `supervised_task_blocked_polls_total` | counter | polls seen blocking past `blocking_after` |
@@ -20,6 +21,10 @@
 //!
 //! The two heartbeat gauges also cover heartbeat-only names, and have no
 //! series for a task that has not beaten yet.
+//!
+//! Across the replicas of a service, `sum by (task) (supervised_task_leader)`
+//! is 1 for each singleton task; 0 says that no replica runs it (every
+//! replica is a standby because the lease store is unreachable, say).
 //!
 //! ```
 //! use supervised_core::{metrics, Registry};
@@ -173,14 +178,28 @@ impl Collector for TaskCollector {
         {
             let mut metric = encoder.encode_descriptor(
                 "supervised_task_up",
-                "1 while the supervised task is running and healthy (not stale, not blocking its thread)",
+                "1 while the supervised task is running and healthy (not stale, not blocking its thread), or a healthy singleton standby",
                 None,
                 MetricType::Gauge,
             )?;
             for t in &tasks {
-                let up = t.state == TaskState::Running && t.healthy;
+                let up = matches!(t.state, TaskState::Running | TaskState::Standby) && t.healthy;
                 ConstGauge::new(i64::from(up))
                     .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "supervised_task_leader",
+                "1 while this replica holds the singleton task's lease, 0 otherwise (singleton tasks only)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for t in &tasks {
+                if let Some(lease) = &t.lease {
+                    ConstGauge::new(i64::from(lease.leader))
+                        .encode(metric.encode_family(&[("task", t.name.as_str())])?)?;
+                }
             }
         }
         {

@@ -75,6 +75,15 @@ fn document(shared: &Shared, details: bool) -> Document {
         let (level, reason) = match liveness(&t) {
             Err(reason) => (Level::Fail, Some(reason)),
             Ok(()) if t.awaits_first_beat() => (Level::Warn, Some("no heartbeat yet".to_owned())),
+            // A correct state: passes, saying why it waits.
+            Ok(()) if t.state == TaskState::Standby => {
+                let reason = t
+                    .lease
+                    .as_ref()
+                    .and_then(|l| l.standby_reason.as_deref())
+                    .unwrap_or("waiting for the lease");
+                (Level::Pass, Some(format!("standby: {reason}")))
+            }
             Ok(()) if t.state == TaskState::Stopping => (
                 Level::Warn,
                 Some("stopping: waiting for its attempt to be dropped".to_owned()),

@@ -80,6 +80,16 @@ struct Subsystem<'a> {
     /// details, since keys can be tenant ids.
     #[serde(skip_serializing_if = "Option::is_none")]
     quarantined: Option<Vec<QuarantinedKey<'a>>>,
+    /// Singleton tasks only: whether this replica holds the lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<bool>,
+    /// Singleton tasks only: the token of the grant held (or last held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fencing_token: Option<u64>,
+    /// Why a singleton is a standby: only for callers who may see details
+    /// (a store's error can name hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    standby_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -187,6 +197,13 @@ impl<'a> Document<'a> {
                             })
                             .collect()
                     }),
+                    leader: t.lease.as_ref().map(|l| l.leader),
+                    fencing_token: t.lease.as_ref().and_then(|l| l.fencing_token),
+                    standby_reason: t
+                        .lease
+                        .as_ref()
+                        .and_then(|l| l.standby_reason.as_deref())
+                        .filter(|_| details),
                 },
             ));
         }
@@ -214,6 +231,9 @@ impl<'a> Document<'a> {
                     parent: None,
                     quarantined_keys: 0,
                     quarantined: None,
+                    leader: None,
+                    fencing_token: None,
+                    standby_reason: None,
                 },
             ));
         }
