@@ -234,6 +234,7 @@ pub use supervised_core::*;
 /// | `quarantine_initial` | the first quarantine of a key that fails inside [`Context::isolate`] ([`Spec::quarantine`]) | `"1s"` |
 /// | `quarantine_max` | the longest quarantine of a key | `"5m"` |
 /// | `heartbeat` | `"auto"` or `"manual"`; a fn with no instrumented loop and no `Context` is marked [`Spec::without_heartbeat`] | `"auto"` |
+/// | `singleton` | `true`: one replica at a time runs the task, on the lease of the group it is spawned in (`spawn_all!(lease = ...; ...)`, [`Group::with_lease`]; [`Spec::singleton_from_group`]) | `false` |
 /// | `crate` | path of this crate when the dependency is renamed, e.g. `"sv"` | `"::supervised"` |
 ///
 /// Knobs that take run-time values ([`Spec::registry`], [`Spec::escalate_to`])

@@ -69,6 +69,7 @@
 /// | option | meaning |
 /// |---|---|
 /// | `token = expr` | the tasks stop when this `CancellationToken` is cancelled |
+/// | `lease = expr` | the lease store of the group's singletons (`#[supervised(singleton = true)]`), e.g. a [`lease::Postgres`](crate::lease::Postgres) ([`Group::with_lease`](crate::Group::with_lease)) |
 /// | `strategy = one_for_one` \| `one_for_all` \| `rest_for_one` | see [`Strategy`](crate::Strategy) |
 /// | `ordered` | start in order, each once the previous is ready; stop in reverse ([`Group::ordered`](crate::Group::ordered)) |
 /// | `start_timeout = "30s"` | how long an ordered member has to become ready |
@@ -98,6 +99,41 @@
 ///     ordered, strategy = rest_for_one, max_restarts = 5, within = "1m";
 ///     db, api,
 /// );
+/// # group.shutdown(Duration::from_secs(1)).await;
+/// # }
+/// ```
+///
+/// A singleton (`#[supervised(singleton = true)]`) runs on one replica of
+/// the service at a time, on the group's lease; the other replicas show it
+/// as a healthy [`Standby`](crate::TaskState::Standby):
+///
+/// ```
+/// use std::time::Duration;
+/// use supervised::lease::Memory;
+/// use supervised::{spawn_all, supervised, Context, TaskState};
+///
+/// #[supervised(singleton = true)]
+/// async fn scheduler(ctx: Context) {
+///     let _fence = ctx.fencing_token(); // carried by the writes it makes
+///     loop {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+/// }
+///
+/// #[supervised]
+/// async fn relay(ctx: Context) {
+///     loop {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // In a service: `supervised::lease::Postgres::new(&database_url)?`.
+/// let leases = Memory::new("replica-a");
+/// let group = spawn_all!(lease = leases.clone(); scheduler, relay);
+/// tokio::time::sleep(Duration::from_secs(1)).await;
+/// assert_eq!(supervised::status("scheduler").unwrap().state, TaskState::Running);
 /// # group.shutdown(Duration::from_secs(1)).await;
 /// # }
 /// ```

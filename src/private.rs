@@ -183,6 +183,15 @@ impl IntoToken for &CancellationToken {
     }
 }
 
+/// The lease store given to `spawn_all!(lease = ...)`, checked with the
+/// argument's span (once: what it returns is a store whatever went wrong).
+#[inline]
+pub fn lease_of<L: supervised_core::lease::Lease>(
+    lease: L,
+) -> std::sync::Arc<dyn supervised_core::lease::Lease> {
+    std::sync::Arc::new(lease)
+}
+
 /// Starts `task` in `group`, with a message naming the `spawn_all!` argument
 /// when another task of the group has its name.
 #[track_caller]

@@ -12,7 +12,7 @@ use crate::duration::{self, Dur};
 use crate::errors::Errors;
 
 /// Every key, in the order the docs list them.
-pub(crate) const KEYS: [&str; 16] = [
+pub(crate) const KEYS: [&str; 17] = [
     "name",
     "backoff_initial",
     "backoff_max",
@@ -28,6 +28,7 @@ pub(crate) const KEYS: [&str; 16] = [
     "quarantine_initial",
     "quarantine_max",
     "heartbeat",
+    "singleton",
     "crate",
 ];
 
@@ -60,6 +61,8 @@ pub(crate) struct Args {
     pub(crate) quarantine_max: Option<Given<Dur>>,
     /// `true` for `heartbeat = "auto"` (the default), `false` for `"manual"`.
     pub(crate) heartbeat: Option<Given<bool>>,
+    /// `singleton = true`: the task takes its group's lease.
+    pub(crate) singleton: Option<Given<bool>>,
     pub(crate) krate: Option<Given<Path>>,
     /// Every key written, valid value or not.
     present: Vec<&'static str>,
@@ -215,6 +218,7 @@ impl Args {
                 .map(|w| given(w == "auto", at))
             }
             "max_restarts" => self.max_restarts = int(value, known, errors).map(|v| given(v, at)),
+            "singleton" => self.singleton = boolean(value, known, errors).map(|v| given(v, at)),
             "crate" => {
                 if let Some(s) = string(value, known, errors) {
                     match s.parse::<Path>() {
@@ -339,6 +343,7 @@ fn example(key: &str) -> &'static str {
         "on_stale" => "\"restart\"",
         "heartbeat" => "\"manual\"",
         "max_restarts" => "5",
+        "singleton" => "true",
         "crate" => "\"my_supervised\"",
         _ => "...",
     }
@@ -506,6 +511,36 @@ fn word(
             errors.spanned(
                 s,
                 format_args!("unknown `{key}` value \"{got}\"; write one of {list}"),
+            );
+            None
+        }
+    }
+}
+
+fn boolean(value: &Expr, key: &str, errors: &mut Errors) -> Option<bool> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) if matches!(s.value().as_str(), "true" | "false") => {
+            errors.spanned(
+                value,
+                format_args!(
+                    "`{key}` takes `true` or `false` without quotes: write `{key} = {}`",
+                    s.value()
+                ),
+            );
+            None
+        }
+        other => {
+            errors.spanned(
+                other,
+                format_args!(
+                    "`{key}` takes `true` or `false`, found {}: write `{key} = true`",
+                    kind_of(other)
+                ),
             );
             None
         }

@@ -22,6 +22,7 @@ struct Input {
 #[derive(Default)]
 struct Options {
     token: Option<Expr>,
+    lease: Option<Expr>,
     strategy: Option<(syn::Ident, &'static str)>,
     ordered: Option<syn::Ident>,
     max_restarts: Option<(syn::Ident, u32)>,
@@ -29,7 +30,7 @@ struct Options {
     start_timeout: Option<(syn::Ident, Dur)>,
 }
 
-const OPTIONS: &str = "`token = <CancellationToken>`, `strategy = one_for_one | one_for_all | \
+const OPTIONS: &str = "`token = <CancellationToken>`, `lease = <lease store>`, `strategy = one_for_one | one_for_all | \
                        rest_for_one`, `ordered`, `max_restarts = <count>, within = \"<duration>\"`, \
                        `start_timeout = \"<duration>\"`";
 
@@ -50,6 +51,7 @@ impl Options {
         let name = key.to_string();
         let repeated = match name.as_str() {
             "token" => self.token.is_some(),
+            "lease" => self.lease.is_some(),
             "strategy" => self.strategy.is_some(),
             "ordered" => self.ordered.is_some(),
             "max_restarts" => self.max_restarts.is_some(),
@@ -90,6 +92,7 @@ impl Options {
         }
         match name.as_str() {
             "token" => self.token = Some(input.parse()?),
+            "lease" => self.lease = Some(input.parse()?),
             "strategy" => {
                 let path: syn::Path = input.parse()?;
                 let last = path.segments.last().map(|s| s.ident.to_string());
@@ -163,6 +166,7 @@ impl Options {
 fn example(key: &str) -> &'static str {
     match key {
         "token" => "`token = shutdown.clone();` with the `CancellationToken` the tasks stop on",
+        "lease" => "`lease = leases.clone();` with the lease store of the group's singletons",
         "strategy" => "`strategy = one_for_all;`",
         "max_restarts" => "`max_restarts = 5, within = \"1m\";`",
         "within" => "`within = \"1m\"`",
@@ -238,6 +242,7 @@ fn option_after_tasks(task: &Expr) -> Option<String> {
     match &*assign.left {
         Expr::Path(p) => [
             "token",
+            "lease",
             "strategy",
             "max_restarts",
             "within",
@@ -308,6 +313,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         let (secs, nanos) = (d.secs, d.nanos);
         quote!(#pm::Duration::new(#secs, #nanos))
     };
+    if let Some(lease) = &options.lease {
+        let lease = quote_spanned!(lease.span()=> #pm::lease_of(#lease));
+        new_group = quote!(#new_group.with_lease(#lease));
+    }
     if let Some((_, variant)) = &options.strategy {
         let variant = syn::Ident::new(variant, Span::call_site());
         new_group = quote!(#new_group.with_strategy(#pm::Strategy::#variant));

@@ -248,5 +248,8 @@ fn spec_calls(args: &Args, pm: &TokenStream) -> TokenStream {
         };
         calls.extend(quote!(.quarantine(#initial, #max)));
     }
+    if args.singleton.as_ref().is_some_and(|g| g.value) {
+        calls.extend(quote!(.singleton_from_group()));
+    }
     calls
 }
