@@ -100,12 +100,7 @@ async fn scheduler(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    common::init_logging();
     let args = parse_args()?;
     let (admin, generated) = admin_token()?;
     let registry = Registry::global();

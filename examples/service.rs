@@ -25,7 +25,6 @@
 //! gracefully: readiness fails at once, the tasks stop after a drain of 2 s
 //! (`--drain SECS`), then the server.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -46,15 +45,7 @@ const DEFAULT_DRAIN: Duration = Duration::from_secs(2);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    // Colours only for a person at a terminal, and never with NO_COLOR set.
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .with_ansi(colour)
-        .init();
+    common::init_logging();
 
     let Args { addr, drain } = parse_args()?;
     let (token, generated) = admin_token()?;

@@ -112,15 +112,21 @@ impl Replica {
             .expect("the replica example starts");
         let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().unwrap()).unwrap();
         let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the replica prints its address")
-            .unwrap()
-            .expect("a first line");
-        let addr = first
-            .rsplit_once("http://")
-            .and_then(|(_, a)| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        // Log lines may come first.
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the replica prints its address before it exits");
+                if let Some((_, addr)) = line.rsplit_once("listening on http://") {
+                    break addr.trim().parse::<SocketAddr>().unwrap();
+                }
+            }
+        })
+        .await
+        .expect("the replica prints its address");
         // Keep reading, so that the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Replica {

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use supervised::format::Rounded;
@@ -138,6 +138,19 @@ pub fn print_table(tasks: &[TaskStatus]) {
 }
 
 // --- Setup ------------------------------------------------------------------------
+
+/// Logs to stdout at INFO (or `RUST_LOG`), in colour only for a person at a
+/// terminal and never with `NO_COLOR` set.
+pub fn init_logging() {
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(colour)
+        .init();
+}
 
 /// `SUPERVISED_ADMIN_TOKEN` (`false`: not generated), or 128 random bits in
 /// hex (`true`).

@@ -25,63 +25,50 @@ use crate::registry::{Entry, Failure, FailureKind, Registry, TaskState};
 pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
     ensure_panic_hook();
     if let Err(problem) = crate::registry::check_name(&spec.name) {
-        let failure = Failure::new(FailureKind::InvalidName, problem.to_string(), 0);
-        // Debug formatting: the name may hold a newline.
-        tracing::error!(task = ?spec.name, "supervised task not started: {}", failure.message);
-        if let Some(parent) = &spec.escalate {
-            parent.cancel();
-        }
-        return Err(Exit::Failed {
-            reason: GaveUp::InvalidName,
-            failure,
-        });
+        // Not published: no view may show an invalid name.
+        return Err(refuse(spec, None, GaveUp::InvalidName, problem.to_string()));
     }
     let registry = spec
         .registry
         .clone()
         .unwrap_or_else(|| Registry::global().clone());
     if spec.lease_from_group && spec.lease.is_none() {
-        let failure = Failure::new(
-            FailureKind::NoLease,
-            format!(
-                "`{}` is a singleton and has no lease: spawn it in a group with one \
-                 (`spawn_all!(lease = ...; ...)`, `Group::with_lease`) or give it one \
-                 (`Spec::singleton`, `Task::with_lease`)",
-                spec.name
-            ),
-            0,
+        let message = format!(
+            "`{}` is a singleton and has no lease: spawn it in a group with one \
+             (`spawn_all!(lease = ...; ...)`, `Group::with_lease`) or give it one \
+             (`Spec::singleton`, `Task::with_lease`)",
+            spec.name
         );
-        tracing::error!(task = %spec.name, "supervised task not started: {}", failure.message);
-        if let Some(parent) = &spec.escalate {
-            parent.cancel();
-        }
-        let exit = Exit::Failed {
-            reason: GaveUp::NoLease,
-            failure,
-        };
-        registry.publish(&spec.name, 0, || EventKind::Stopped(exit.clone()));
-        return Err(exit);
+        return Err(refuse(spec, Some(&registry), GaveUp::NoLease, message));
     }
     match registry.register(&spec.name, spec.settings()) {
         Ok(entry) => Ok((registry, entry)),
         Err(_) => {
-            let failure = Failure::new(
-                FailureKind::NameTaken,
-                format!("a live task is already named `{}`", spec.name),
-                0,
-            );
-            tracing::error!(task = %spec.name, "supervised task not started: {}", failure.message);
-            if let Some(parent) = &spec.escalate {
-                parent.cancel();
-            }
-            let exit = Exit::Failed {
-                reason: GaveUp::NameTaken,
-                failure,
-            };
-            registry.publish(&spec.name, 0, || EventKind::Stopped(exit.clone()));
-            Err(exit)
+            let message = format!("a live task is already named `{}`", spec.name);
+            Err(refuse(spec, Some(&registry), GaveUp::NameTaken, message))
         }
     }
+}
+
+/// The exit of a task that cannot run: logged, escalated, and published
+/// on `registry`'s event stream when given.
+fn refuse(spec: &Spec, registry: Option<&Registry>, reason: GaveUp, message: String) -> Exit {
+    let kind = match reason {
+        GaveUp::InvalidName => FailureKind::InvalidName,
+        GaveUp::NoLease => FailureKind::NoLease,
+        _ => FailureKind::NameTaken,
+    };
+    let failure = Failure::new(kind, message, 0);
+    // Debug formatting: the name may hold a newline.
+    tracing::error!(task = ?spec.name, "supervised task not started: {}", failure.message);
+    if let Some(parent) = &spec.escalate {
+        parent.cancel();
+    }
+    let exit = Exit::Failed { reason, failure };
+    if let Some(registry) = registry {
+        registry.publish(&spec.name, 0, || EventKind::Stopped(exit.clone()));
+    }
+    exit
 }
 
 type AttemptHandle = JoinHandle<Result<(), Failure>>;
