@@ -436,3 +436,93 @@ async fn a_leader_whose_lease_connection_is_terminated_stops_before_the_ttl() {
     let (_, _, token) = b.scheduler().await.unwrap();
     assert_eq!(token, Some(2));
 }
+
+/// A proxy whose existing connections can be frozen: they stay open and
+/// pass nothing more, as a half-open connection after a network change
+/// does. New connections pass.
+async fn freezable_proxy(to: SocketAddr, freeze: Arc<tokio::sync::Notify>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let freeze = freeze.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let frozen = freeze.notified();
+                tokio::pin!(frozen);
+                frozen.as_mut().enable();
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = &mut frozen => {
+                        // Hold both sockets open, silent.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_cut_short_drops_its_connection_so_a_hung_one_is_not_reused() {
+    use supervised::lease::{Acquired, Lease, Postgres, Renewed};
+    let Some(server) = server_url() else { return };
+    let url = fresh_database(&server, "hung").await;
+    let freeze = Arc::new(tokio::sync::Notify::new());
+    let via = freezable_proxy(server_addr(&url), freeze.clone()).await;
+    let lease = Postgres::new(&url.replace(&server_addr(&url).to_string(), &via.to_string()))
+        .unwrap()
+        .holder("a");
+    let Acquired::Granted { fencing_token } = lease.acquire("job").await.unwrap() else {
+        panic!("a free lease is granted");
+    };
+    // The connection hangs; the caller gives up on the renewal first.
+    freeze.notify_waiters();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(200),
+        lease.renew("job", fencing_token),
+    )
+    .await;
+    assert!(cut.is_err(), "a frozen connection cannot answer");
+    // The next request opens a fresh connection instead of waiting on the
+    // hung one.
+    let renewed = tokio::time::timeout(Duration::from_secs(2), lease.renew("job", fencing_token))
+        .await
+        .expect("answered on a fresh connection")
+        .unwrap();
+    assert_eq!(renewed, Renewed::Kept);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_on_other_tables_keep_their_own_leases() {
+    use supervised::lease::{Acquired, Lease, Postgres};
+    let Some(server) = server_url() else { return };
+    let url = fresh_database(&server, "tables").await;
+    let base = Postgres::new(&url).unwrap().holder("a");
+    // The base connects first, on the default table.
+    assert!(matches!(
+        base.acquire("job").await.unwrap(),
+        Acquired::Granted { .. }
+    ));
+    let first = base.clone().table("leases_one").unwrap();
+    let second = base.clone().table("leases_two").unwrap();
+    for lease in [&first, &second] {
+        assert_eq!(
+            lease.acquire("job").await.unwrap(),
+            Acquired::Granted { fencing_token: 1 },
+            "each table has its own lease named `job`"
+        );
+    }
+    let db = connect(&url).await;
+    for table in ["supervised_leases", "leases_one", "leases_two"] {
+        let n: i64 = db
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{table}");
+    }
+}

@@ -63,10 +63,10 @@ impl Context {
     /// any replica. `None` for other tasks.
     ///
     /// Writes that must happen once carry it, and the store they go to
-    /// rejects tokens older than the newest it has seen (`... WHERE
-    /// fenced_by < $1`): a replica that was paused past its lease and
-    /// resumes then cannot overwrite the work of the next holder. See the
-    /// [`lease`](crate::lease) module.
+    /// keeps the highest token it has seen and refuses older ones in the
+    /// same statement as the write: a replica that was paused past its
+    /// lease and resumes then cannot write after the next holder has. See
+    /// [fencing tokens](crate::lease#what-it-cannot-guarantee-and-fencing-tokens).
     pub fn fencing_token(&self) -> Option<u64> {
         (self.fencing != 0).then_some(self.fencing)
     }

@@ -490,3 +490,110 @@ async fn a_dropped_supervisor_releases_the_lease_once_its_attempt_is_dropped() {
     }
     assert_eq!(state(&registry), TaskState::Cancelled);
 }
+
+#[tokio::test(start_paused = true)]
+async fn losing_the_lease_is_not_a_failure_nor_counted_by_the_restart_limit() {
+    let registry = Registry::new();
+    let store = Memory::new("replica-a");
+    let token = CancellationToken::new();
+    let fail = Arc::new(AtomicU32::new(0));
+    let fails = fail.clone();
+    let handle = Spec::new("scheduler")
+        .singleton(store.clone())
+        .registry(&registry)
+        .backoff(support::constant(Duration::from_secs(1)))
+        .max_restarts(1, Duration::from_secs(600))
+        .spawn(token.clone(), move |ctx: Context| {
+            let fails = fails.clone();
+            async move {
+                if fails.swap(0, Ordering::SeqCst) == 1 {
+                    panic!("one bad tick");
+                }
+                ctx.cancelled().await;
+            }
+        });
+    settle().await;
+    // The store goes away and comes back three times.
+    for _ in 0..3 {
+        store.set_reachable(false);
+        tokio::time::sleep(TTL).await;
+        assert_eq!(state(&registry), TaskState::Standby);
+        store.set_reachable(true);
+        tokio::time::sleep(TTL).await;
+        assert_eq!(state(&registry), TaskState::Running);
+    }
+    let status = registry.status("scheduler").unwrap();
+    assert!(
+        status.healthy && status.last_failure.is_none(),
+        "{status:?}"
+    );
+    // One real failure is within a limit of one restart.
+    fail.store(1, Ordering::SeqCst);
+    store.set_reachable(false);
+    tokio::time::sleep(TTL).await;
+    store.set_reachable(true);
+    tokio::time::sleep(TTL).await;
+    let status = registry.status("scheduler").unwrap();
+    assert_eq!(status.failures.panics, 1);
+    assert_eq!(status.state, TaskState::Running, "gave up: {status:?}");
+    token.cancel();
+    assert_eq!(handle.await.unwrap(), Exit::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_singleton_is_a_standby_until_it_has_its_lease() {
+    let registry = Registry::new();
+    let store = Memory::new("replica-a");
+    store.set_available(false);
+    let token = CancellationToken::new();
+    Spec::new("scheduler")
+        .singleton(store.clone())
+        .registry(&registry)
+        .spawn(token.clone(), |ctx: Context| async move {
+            ctx.cancelled().await;
+        });
+    // Registered, not yet polled: nothing runs, and it says so.
+    assert_eq!(state(&registry), TaskState::Standby);
+    settle().await;
+    assert_eq!(state(&registry), TaskState::Standby);
+    token.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_that_takes_over_is_fresh_and_ready_before_its_first_beat() {
+    let (a, b) = (Registry::new(), Registry::new());
+    let store = Memory::new("replica-a");
+    let leaders = Arc::new(Leaders::default());
+    let token_a = CancellationToken::new();
+    replica(&a, store.clone(), &leaders, &token_a);
+    settle().await;
+    // b never beats before it leads: its first beat comes 500 ms in.
+    let token_b = CancellationToken::new();
+    Spec::new("scheduler")
+        .singleton(store.replica("replica-b"))
+        .registry(&b)
+        .spawn(token_b.clone(), |ctx: Context| async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while !ctx.is_cancelled() {
+                ctx.heartbeat();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!b.status("scheduler").unwrap().awaits_first_beat());
+    token_a.cancel();
+    while state(&b) != TaskState::Running {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let status = b.status("scheduler").unwrap();
+    assert_eq!(status.last_tick, None);
+    assert!(
+        !status.awaits_first_beat(),
+        "readiness flapped on takeover: {status:?}"
+    );
+    assert_eq!(
+        b.is_healthy(&["scheduler"], Duration::from_secs(1)),
+        (true, vec![])
+    );
+    token_b.cancel();
+}

@@ -32,23 +32,34 @@
 //! # What it cannot guarantee, and fencing tokens
 //!
 //! The expiry is decided by the store's clock (for [`Postgres`], the database
-//! server's `now()`); the holder's monotonic clock is assumed to run at about
-//! the same rate (drift well under the 10 % margin), which holds for real
-//! clocks but not for a process that is *paused*: a process stopped by
-//! `SIGSTOP`, a VM migration, or a poll that blocks its thread cannot act on
-//! its own deadline, and may resume and write after its lease expired and
-//! another replica took over. No lease can close that window by timing alone.
+//! server's `now()`), and the holder's monotonic clock is assumed to run at
+//! about the same rate (drift well under the 10 % margin). Two things break
+//! that, and no lease can close them by timing alone:
 //!
-//! Fencing tokens close it. Each grant carries a token that is strictly
+//! * a step of the store's clock (an NTP step, a failover to a database
+//!   server whose clock differs) of more than a tenth of the TTL;
+//! * a holder that is *paused*: a process stopped by `SIGSTOP`, a VM
+//!   migration, or a poll that blocks its thread cannot act on its own
+//!   deadline, and may resume and write after its lease expired and another
+//!   replica took over.
+//!
+//! Fencing tokens close both. Each grant carries a token that is strictly
 //! greater than every token granted before for that name
-//! ([`Context::fencing_token`](crate::Context::fencing_token)); writes that
-//! must happen once carry it, and the store they go to rejects a token lower
-//! than the highest it has seen:
+//! ([`Context::fencing_token`](crate::Context::fencing_token)). The writes
+//! that must happen once carry it, and the store they go to keeps the
+//! highest token it has seen and refuses older ones, in the same statement
+//! as the write:
 //!
 //! ```sql
-//! UPDATE jobs SET fired_at = now(), fenced_by = $1
-//!  WHERE id = $2 AND fired_at IS NULL AND fenced_by < $1;
+//! WITH fence AS (
+//!     UPDATE fences SET token = $1 WHERE name = 'scheduler' AND token <= $1
+//!     RETURNING token
+//! )
+//! UPDATE jobs SET fired_at = now() WHERE id = $2 AND EXISTS (SELECT 1 FROM fence);
 //! ```
+//!
+//! No row updated means a newer holder has written: the old one stops
+//! (`examples/replica.rs` fences every write of its scheduler this way).
 //!
 //! # Implementing a store
 //!

@@ -70,6 +70,21 @@ impl fmt::Debug for Postgres {
     }
 }
 
+/// The connection slot during a request: emptied unless the request
+/// finished well.
+struct Pending<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<Conn>>,
+    finished: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            *self.slot = None;
+        }
+    }
+}
+
 /// An open connection with its prepared statements.
 struct Conn {
     client: Client,
@@ -87,12 +102,9 @@ impl Postgres {
     ///
     /// The holder's name defaults to `<hostname>:<pid>`.
     pub fn new(url: &str) -> Result<Postgres, LeaseError> {
-        let mut config: tokio_postgres::Config = url
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| LeaseError::with_source("invalid PostgreSQL connection URL", e))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_TTL / 3);
-        }
         Ok(Postgres {
             config,
             holder: default_holder(),
@@ -139,6 +151,8 @@ impl Postgres {
             )));
         }
         self.table = table.to_owned();
+        // A connection of its own: the statements name the table.
+        self.conn = Arc::new(Mutex::new(None));
         self.table_ready = Arc::default();
         Ok(self)
     }
@@ -147,29 +161,49 @@ impl Postgres {
     /// that fails or does not answer within a third of the TTL drops the
     /// connection, so that the next one opens a fresh one.
     async fn request(&self, op: Op<'_>) -> Result<Answer, LeaseError> {
-        let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
-            *slot = None;
-        }
-        if slot.is_none() {
-            *slot = Some(self.connect().await?);
-        }
-        let conn = slot.as_ref().expect("connected above");
-        let limit = self.ttl / 3;
-        match tokio::time::timeout(limit, self.run(conn, op)).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => {
+        // Dropped before it finishes (the runtime's own deadline came
+        // first), the request also drops the connection: it may hang on a
+        // half-open socket that would never report itself closed.
+        let mut pending = Pending {
+            slot: self.conn.lock().await,
+            finished: false,
+        };
+        let limit = self.limit();
+        let slot = &mut *pending.slot;
+        let answer = tokio::time::timeout(limit, async {
+            if slot.as_ref().is_some_and(|c| c.client.is_closed()) {
                 *slot = None;
-                Err(LeaseError::with_source("PostgreSQL request failed", e))
             }
-            Err(_) => {
-                *slot = None;
-                Err(LeaseError::new(format!(
-                    "PostgreSQL did not answer within {}",
-                    crate::format::Rounded(limit)
-                )))
+            if slot.is_none() {
+                *slot = Some(self.connect().await?);
             }
+            let conn = slot.as_ref().expect("connected above");
+            self.run(conn, op)
+                .await
+                .map_err(|e| LeaseError::with_source("PostgreSQL request failed", e))
+        })
+        .await;
+        // A failed request drops the connection too (`pending` is left
+        // unfinished): the next one opens a fresh one.
+        match answer {
+            Ok(Ok(answer)) => {
+                pending.finished = true;
+                Ok(answer)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(LeaseError::new(format!(
+                "PostgreSQL did not answer within {}",
+                crate::format::Rounded(limit)
+            ))),
         }
+    }
+
+    /// How long one request may take, connecting included: under both the
+    /// renewal interval and a third of the TTL, so that the runtime's own
+    /// deadlines rarely cut it first.
+    fn limit(&self) -> Duration {
+        let every = self.renew_every.unwrap_or(self.ttl / 3);
+        (self.ttl / 3).min(every).mul_f64(0.9)
     }
 
     async fn run(&self, conn: &Conn, op: Op<'_>) -> Result<Answer, tokio_postgres::Error> {
@@ -216,6 +250,9 @@ impl Postgres {
 
     async fn connect(&self) -> Result<Conn, LeaseError> {
         let mut config = self.config.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.limit());
+        }
         if config.get_application_name().is_none() {
             // Names the holder in `pg_stat_activity`.
             let mut name = format!("supervised-lease {}", self.holder);

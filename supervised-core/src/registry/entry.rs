@@ -31,6 +31,9 @@ pub(crate) struct LeaseSlot {
     resumed_mono: AtomicU64,
     /// Why the task is a standby.
     reason: Mutex<Option<String>>,
+    /// Set once the task has been a standby: it was ready then, and a
+    /// takeover does not make it unready until its first beat.
+    stood_by: AtomicBool,
 }
 
 /// Supervision data of an entry; absent for heartbeat-only names.
@@ -97,7 +100,15 @@ pub(crate) struct Entry {
 impl Entry {
     pub(super) fn new(name: &str, clock: &Clock, settings: Option<Settings>) -> Self {
         let supervision = settings.map(|settings| Supervision {
-            state: AtomicU8::new(TaskState::Running.to_u8()),
+            // A singleton runs nothing before it has its lease.
+            state: AtomicU8::new(
+                if settings.singleton {
+                    TaskState::Standby
+                } else {
+                    TaskState::Running
+                }
+                .to_u8(),
+            ),
             restarts: AtomicU64::new(0),
             attempt: AtomicU32::new(0),
             stale: AtomicBool::new(false),
@@ -195,6 +206,7 @@ impl Entry {
             return false;
         };
         slot.leader.store(false, Ordering::Relaxed);
+        slot.stood_by.store(true, Ordering::Relaxed);
         let changed = {
             let mut current = lock(&slot.reason);
             let changed = current.as_deref() != Some(reason.as_str());
@@ -311,21 +323,15 @@ impl Entry {
     /// silent for longer, counted for a singleton from its last grant; never
     /// while a standby.
     pub(super) fn stale_by(&self, now_mono: u64, threshold: Duration) -> bool {
-        let last = self.last_mono();
-        if last == 0 {
-            return self.state() != Some(TaskState::Standby);
-        }
-        let Some(sup) = &self.supervision else {
-            return Duration::from_nanos(now_mono.saturating_sub(last)) > threshold;
-        };
-        let Some(slot) = sup.lease.as_deref() else {
-            return Duration::from_nanos(now_mono.saturating_sub(last)) > threshold;
-        };
-        if self.state() == Some(TaskState::Standby) {
+        let slot = self.supervision.as_ref().and_then(|s| s.lease.as_deref());
+        if slot.is_some() && self.state() == Some(TaskState::Standby) {
             return false;
         }
-        let since = last.max(slot.resumed_mono.load(Ordering::Relaxed));
-        Duration::from_nanos(now_mono.saturating_sub(since)) > threshold
+        let resumed = slot.map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed));
+        match self.last_mono().max(resumed) {
+            0 => true,
+            since => Duration::from_nanos(now_mono.saturating_sub(since)) > threshold,
+        }
     }
 
     pub(super) fn age(&self, now_mono: u64) -> Option<Duration> {
@@ -566,6 +572,7 @@ impl Entry {
                     token => Some(token),
                 },
                 standby_reason: lock(&slot.reason).clone(),
+                has_stood_by: slot.stood_by.load(Ordering::Relaxed),
             }),
         })
     }

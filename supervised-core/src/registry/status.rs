@@ -281,15 +281,21 @@ pub struct LeaseStatus {
     /// Why the task is in [`TaskState::Standby`]: who holds the lease, or the
     /// lease store's error. `None` while it is the leader.
     pub standby_reason: Option<String>,
+    /// `true` once this replica has been a standby for the task. It was
+    /// ready then, so readiness does not wait for its first beat after it
+    /// takes over.
+    pub has_stood_by: bool,
 }
 
 impl TaskStatus {
     /// `true` while readiness waits for this task: it has not ended, it is
-    /// not a standby, it expects heartbeats and it has not beaten yet.
+    /// not a standby (and, for a singleton, has never been one: it was
+    /// ready then), it expects heartbeats and it has not beaten yet.
     pub fn awaits_first_beat(&self) -> bool {
         self.expects_heartbeat
             && self.last_tick.is_none()
             && !self.state.is_final()
             && self.state != TaskState::Standby
+            && !self.lease.as_ref().is_some_and(|l| l.has_stood_by)
     }
 }

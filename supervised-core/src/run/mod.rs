@@ -424,7 +424,15 @@ impl Spec {
     /// The attempt's grace is capped at a quarter of the lease's TTL, so that
     /// an attempt that must stop for a lost lease is gone before the lease
     /// can expire. [`Context::fencing_token`] gives each attempt its grant's
-    /// token.
+    /// token. Losing the lease is not a failure: the task goes back to
+    /// standby, and the restart limit does not count the next start.
+    ///
+    /// The lease is held for one attempt at a time and released when it
+    /// ends. A task that ends cleanly without being restarted
+    /// ([`RestartPolicy::OnFailure`], the default) releases it for good, so
+    /// another replica then runs it too: a one-shot job runs once per
+    /// replica. Loops that run for the life of the service are what
+    /// singletons are for.
     ///
     /// ```
     /// use std::time::Duration;

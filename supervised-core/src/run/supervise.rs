@@ -362,12 +362,11 @@ where
         guard.held = None;
         let lost = held.as_ref().is_some_and(|held| held.lost);
         if let (Some(lease), Some(held)) = (&spec.lease, &held) {
-            if !lost {
-                let timing = singleton::Timing::of(&*lease.0, spec.grace);
-                Box::pin(singleton::release(&*lease.0, entry, held, timing)).await;
-            } else {
-                entry.lease_released();
-            }
+            // The attempt is dropped: the grant can go. Also after a loss:
+            // a grant that was only slow to renew is then free at once (a
+            // lost one is released as a no-op).
+            let timing = singleton::Timing::of(&*lease.0, spec.grace);
+            Box::pin(singleton::release(&*lease.0, entry, held, timing)).await;
         }
 
         let request = control.and_then(|control| {
@@ -375,7 +374,9 @@ where
             control.take_request()
         });
         if lost && !token.is_cancelled() {
-            // Not the task's failure: back to standby, as a standby.
+            // Not the task's failure: back to standby. The next start is
+            // not one the restart limit counts.
+            requested = true;
             continue;
         }
         // A request restarts an attempt it stopped; an attempt that failed
