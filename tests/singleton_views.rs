@@ -49,8 +49,11 @@ async fn two_replicas() -> (Registry, Registry, Memory, Vec<Group>) {
     let gb = replica(&b, store.replica("replica-b"));
     let rb = b.clone();
     eventually("b to stand by", move || {
-        rb.status("scheduler")
-            .is_some_and(|s| s.state == TaskState::Standby)
+        rb.status("scheduler").is_some_and(|s| {
+            s.state == TaskState::Standby
+                && s.lease
+                    .is_some_and(|l| l.standby_reason.as_deref() == Some("lease held by replica-a"))
+        })
     })
     .await;
     (a, b, store, vec![ga, gb])

@@ -553,7 +553,12 @@ async fn a_singleton_is_a_standby_until_it_has_its_lease() {
             ctx.cancelled().await;
         });
     // Registered, not yet polled: nothing runs, and it says so.
-    assert_eq!(state(&registry), TaskState::Standby);
+    let status = registry.status("scheduler").unwrap();
+    assert_eq!(status.state, TaskState::Standby);
+    assert_eq!(
+        status.lease.unwrap().standby_reason.as_deref(),
+        Some("waiting for the lease")
+    );
     settle().await;
     assert_eq!(state(&registry), TaskState::Standby);
     token.cancel();

@@ -123,7 +123,12 @@ impl Entry {
             parent: OnceLock::new(),
             watch: OnceLock::new(),
             quarantine: OnceLock::new(),
-            lease: settings.singleton.then(Box::default),
+            lease: settings.singleton.then(|| {
+                Box::new(LeaseSlot {
+                    reason: Mutex::new(Some("waiting for the lease".to_owned())),
+                    ..LeaseSlot::default()
+                })
+            }),
         });
         Entry {
             name: Arc::from(name),
