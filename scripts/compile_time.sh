@@ -3,7 +3,8 @@
 #
 # Generates two throwaway crates under $WORK (default /tmp/supervised-compile-time)
 # that depend on this repository by path, builds their dependencies once, then
-# times rebuilding each crate alone (`cargo check` and `cargo build`), RUNS times.
+# times rebuilding each crate alone (`cargo check` and `cargo build`), RUNS times,
+# alternating between the two crates.
 # The crates use edition $EDITION (default 2024) and `-D warnings`, and include
 # bodies that never return, so the script also checks that the expansion is
 # warning-free there.
@@ -75,20 +76,33 @@ TOML
 
 now() { date +%s.%N; }
 
-time_cmd() { # kind cmd...
+time_once() { # kind cmd: prints the seconds of one rebuild after a touch
     local kind=$1; shift
-    local best=""
+    touch "$WORK/$kind/src/lib.rs"
+    local t0 t1
+    t0=$(now)
+    (cd "$WORK/$kind" && cargo "$@" -q)
+    t1=$(now)
+    echo "$t1 - $t0" | bc
+}
+
+# Rebuilds alternate between the two crates, so that both see the same
+# machine; prints the best time of each and the median of the per-round
+# ratios.
+time_cmd() { # cmd
+    local ratios=() best_a="" best_p=""
     for _ in $(seq 1 "$RUNS"); do
-        touch "$WORK/$kind/src/lib.rs"
-        local t0 t1
-        t0=$(now)
-        (cd "$WORK/$kind" && cargo "$@" -q)
-        t1=$(now)
-        local dt
-        dt=$(echo "$t1 - $t0" | bc)
-        if [ -z "$best" ] || [ "$(echo "$dt < $best" | bc)" = 1 ]; then best=$dt; fi
+        local a p
+        a=$(time_once annotated "$1")
+        p=$(time_once plain "$1")
+        ratios+=("$(echo "scale=4; $a / $p" | bc)")
+        if [ -z "$best_a" ] || [ "$(echo "$a < $best_a" | bc)" = 1 ]; then best_a=$a; fi
+        if [ -z "$best_p" ] || [ "$(echo "$p < $best_p" | bc)" = 1 ]; then best_p=$p; fi
     done
-    printf '%-10s %-6s best of %s: %6.2f s\n' "$kind" "$1" "$RUNS" "$best"
+    local median
+    median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+    printf '%-6s best of %s: annotated %6.3f s, plain %6.3f s; ratio of the bests %.2f, median ratio per round %.2f\n' \
+        "$1" "$RUNS" "$best_a" "$best_p" "$(echo "scale=4; $best_a / $best_p" | bc)" "$median"
 }
 
 rm -rf "$WORK/annotated" "$WORK/plain"
@@ -99,7 +113,5 @@ for kind in annotated plain; do
 done
 echo "edition $EDITION, $N fns, rustc $(rustc --version | cut -d' ' -f2)"
 for cmd in check build; do
-    for kind in annotated plain; do
-        time_cmd "$kind" "$cmd"
-    done
+    time_cmd "$cmd"
 done

@@ -5,6 +5,8 @@
 //! that local items of the user's crate cannot shadow them.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as Cx, Poll};
 
 pub use ::core::time::Duration;
 pub use supervised_core::{
@@ -17,13 +19,29 @@ pub use supervised_macros::__spawn_all;
 /// into the attempt's outcome. Fixes the output to the fn's declared return
 /// type `R` (also when the body never returns, in every edition) and checks,
 /// once and at the return type, that `R` is one a supervised fn may return.
+///
+/// The body is boxed as it is, and its output converted by [`Outcome`],
+/// which is generic over the return type only: fns that return the same type
+/// share one conversion instead of each compiling a wrapper of its own.
 #[inline]
 pub fn attempt<R, F>(attempt: F) -> BoxedAttempt
 where
     R: TaskOutput,
     F: Future<Output = R> + Send + 'static,
 {
-    Box::pin(async move { attempt.await.into_outcome() })
+    Box::pin(Outcome::<R>(Box::pin(attempt)))
+}
+
+/// The body of one attempt, its output turned into the attempt's outcome.
+struct Outcome<R>(Pin<Box<dyn Future<Output = R> + Send + 'static>>);
+
+impl<R: TaskOutput> Future for Outcome<R> {
+    type Output = Result<(), String>;
+
+    #[inline]
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Cx<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map(TaskOutput::into_outcome)
+    }
 }
 
 /// What every argument of a `#[supervised]` fn must be: it is kept for

@@ -77,6 +77,13 @@ async fn counts(mut n: u32, label: String) {
     tracing::info!(n, %label, "counted");
 }
 
+/// A type parameter used only in the body reaches the per-attempt fn.
+#[supervised(name = "shapes-instrumented-generic")]
+#[tracing::instrument(skip_all)]
+async fn made<T: Default + std::fmt::Debug + Send + 'static>() {
+    tracing::info!(value = ?T::default(), "made");
+}
+
 #[supervised(name = "shapes-plain-span")]
 async fn plain_logger(ctx: Context) {
     tracing::info!(seen = ctx.attempt(), "hello");
@@ -102,6 +109,7 @@ async fn every_attempt_runs_in_a_span_and_instrument_below_is_per_attempt() {
     start(plain_logger(), &registry);
     start(counts(41, "x".to_owned()), &registry);
     start(Relay::serve(Arc::new(Relay { port: 7 })), &registry);
+    start(made::<u64>(), &registry);
     sleep(Duration::from_millis(2_500)).await;
     let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = out.lines().filter(|l| l.contains("tick")).collect();
@@ -133,6 +141,7 @@ async fn every_attempt_runs_in_a_span_and_instrument_below_is_per_attempt() {
         "{out}"
     );
     assert!(out.contains("counted n=42 label=x"), "{out}");
+    assert!(out.contains("made: made value=0"), "{out}");
     // A task without `#[instrument]` logs inside the attempt's span too.
     assert!(
         out.contains("supervised{task=\"shapes-plain-span\" attempt=1}: hello seen=1"),

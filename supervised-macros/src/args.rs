@@ -135,7 +135,21 @@ impl Args {
             skip_value(meta)?;
             return Ok(());
         }
-        let expr: Expr = meta.value()?.parse()?;
+        let input = meta.value()?;
+        // A lone literal, the common case, skips the expression parser.
+        let fork = input.fork();
+        // (Not after `-`, which `Lit` would take into the literal.)
+        let lone = (!input.peek(syn::Token![-])).then(|| fork.parse::<Lit>());
+        let expr: Expr = match lone {
+            Some(Ok(lit)) if fork.is_empty() || fork.peek(syn::Token![,]) => {
+                input.parse::<Lit>()?;
+                Expr::Lit(syn::ExprLit {
+                    attrs: Vec::new(),
+                    lit,
+                })
+            }
+            _ => input.parse()?,
+        };
         let value = ungroup(&expr);
         if self.present.contains(&known) {
             errors.at(

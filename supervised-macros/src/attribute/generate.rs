@@ -1,7 +1,7 @@
 //! The expansion: a fn with the same name and arguments that returns a
 //! `Task` whose attempts run the body.
 
-use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -30,6 +30,23 @@ pub(super) struct Parts {
     pub(super) body_span: Span,
 }
 
+/// A short run of tokens interpolated many times (the path of
+/// `__private`): appended tree by tree, which is cheaper in the compiler's
+/// token streams than joining a stream each time.
+pub(super) struct Trees(Vec<TokenTree>);
+
+impl Trees {
+    pub(super) fn of(tokens: TokenStream) -> Trees {
+        Trees(tokens.into_iter().collect())
+    }
+}
+
+impl ToTokens for Trees {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        tokens.extend(self.0.iter().cloned());
+    }
+}
+
 /// The name of the runtime's handle on the attempt, invisible to the user's
 /// code.
 pub(super) fn hidden_ctx() -> Ident {
@@ -48,7 +65,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
         body_span,
     } = parts;
     let krate = args.krate();
-    let pm = quote!(#krate::__private);
+    let pm = Trees::of(quote!(#krate::__private));
     let fn_name = &sig.ident;
     let task_name = match &args.name {
         Some(g) => syn::LitStr::new(&g.value, g.span),
@@ -56,8 +73,11 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
     };
     let ctx = hidden_ctx();
 
-    let must_use = (!attrs.iter().any(|a| a.path().is_ident("must_use")))
-        .then(|| quote!(#[must_use = "a `Task` does nothing until it is run or spawned"]));
+    let must_use = (!attrs.iter().any(|a| a.path().is_ident("must_use"))).then(|| {
+        // A literal built, not lexed from a string: the cheaper path.
+        let reason = Literal::string("a `Task` does nothing until it is run or spawned");
+        quote!(#[must_use = #reason])
+    });
 
     // Each argument is cloned for each attempt through one generic helper,
     // whose bound is the one check of its type; the call carries the
@@ -157,12 +177,13 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
                 #[allow(clippy::too_many_arguments)]
                 async fn #inner #generics (#(#params),*) #user_output #where_clause #body
             };
+            let turbofish = turbofish(&sig);
             let call = if plan.receiver.is_some() || names_self {
                 sibling = Some(quote!(#[doc(hidden)] #def));
-                quote!(Self::#inner(#(#call),*))
+                quote!(Self::#inner #turbofish (#(#call),*))
             } else {
                 nested = Some(def);
-                quote!(#inner(#(#call),*))
+                quote!(#inner #turbofish (#(#call),*))
             };
             quote_spanned!(output_span=> #pm::attempt::<#output, _>(#call))
         }
@@ -199,13 +220,47 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
     }
 }
 
-fn duration(pm: &TokenStream, d: Dur) -> TokenStream {
+/// `::<T, N>`, the fn's own type and const parameters, for the call of
+/// the per-attempt fn: a parameter used only in the body cannot be inferred
+/// there. Empty when the fn has none, or takes `impl Trait` arguments
+/// (which forbid explicit generic arguments; their parameters are then
+/// inferred from the arguments).
+fn turbofish(sig: &Signature) -> TokenStream {
+    let names: Vec<&Ident> = sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            syn::GenericParam::Type(t) => Some(&t.ident),
+            syn::GenericParam::Const(c) => Some(&c.ident),
+            syn::GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let impl_trait = sig.inputs.iter().any(|input| match input {
+        FnArg::Typed(t) => mentions_impl(t.ty.to_token_stream()),
+        FnArg::Receiver(_) => false,
+    });
+    if names.is_empty() || impl_trait {
+        return TokenStream::new();
+    }
+    quote!(::<#(#names),*>)
+}
+
+fn mentions_impl(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|t| match t {
+        proc_macro2::TokenTree::Ident(i) => i == "impl",
+        proc_macro2::TokenTree::Group(g) => mentions_impl(g.stream()),
+        _ => false,
+    })
+}
+
+fn duration(pm: &Trees, d: Dur) -> TokenStream {
     let secs = Literal::u64_unsuffixed(d.secs);
     let nanos = Literal::u32_unsuffixed(d.nanos);
     quote!(#pm::Duration::new(#secs, #nanos))
 }
 
-fn spec_calls(args: &Args, pm: &TokenStream) -> TokenStream {
+fn spec_calls(args: &Args, pm: &Trees) -> TokenStream {
     let mut calls = TokenStream::new();
     let dur_call = |calls: &mut TokenStream, method: &str, given: &Option<Given<Dur>>| {
         if let Some(g) = given {

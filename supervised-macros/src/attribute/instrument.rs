@@ -31,30 +31,21 @@ pub(super) fn take(attrs: &mut Vec<Attribute>) -> Option<Attribute> {
 
 /// `true` when the body has been through `#[instrument]` already, i.e.
 /// `#[instrument]` was written above `#[supervised]`: its expansion starts
-/// by binding the span to `__tracing_attr_span`. Only the first statements
-/// are looked at, so that the check costs nothing on other bodies.
-pub(super) fn instrumented_above(body: &super::Body) -> bool {
-    let stmts = match body {
-        super::Body::Parsed(block) => &block.stmts,
-        super::Body::Raw(group) => return mentions_span_binding(group.stream()),
-    };
-    stmts.iter().take(4).any(|stmt| match stmt {
-        syn::Stmt::Local(local) => match &local.pat {
-            syn::Pat::Ident(p) => p.ident == "__tracing_attr_span",
-            syn::Pat::Type(t) => {
-                matches!(&*t.pat, syn::Pat::Ident(p) if p.ident == "__tracing_attr_span")
-            }
-            _ => false,
-        },
-        _ => false,
-    })
-}
-
-fn mentions_span_binding(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|t| match t {
-        TokenTree::Ident(i) => i == "__tracing_attr_span",
-        TokenTree::Group(g) => mentions_span_binding(g.stream()),
-        _ => false,
+/// by binding the span to `__tracing_attr_span`. Only the body's own
+/// statements are looked at (not nested blocks), so that the check costs
+/// little on other bodies.
+pub(super) fn instrumented_above(body: &Group) -> bool {
+    let mut after_let = false;
+    body.stream().into_iter().any(|t| match t {
+        TokenTree::Ident(i) => {
+            let hit = after_let && i == "__tracing_attr_span";
+            after_let = i == "let" || (after_let && i == "mut");
+            hit
+        }
+        _ => {
+            after_let = false;
+            false
+        }
     })
 }
 

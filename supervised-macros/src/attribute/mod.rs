@@ -7,10 +7,10 @@
 //! call sites see the fn they expect and add nothing. A body that does not
 //! parse is kept as tokens, so that rustc reports its syntax error itself.
 
-use proc_macro2::{Group, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::parse::{Parse, ParseStream};
-use syn::{AttrStyle, Attribute, Block, Signature, Visibility};
+use syn::{Attribute, Block, Signature, Visibility};
 
 use crate::args::Args;
 use crate::errors::Errors;
@@ -24,36 +24,16 @@ mod signature;
 use generate::{hidden_ctx, Parts};
 use signature::Plan;
 
-/// An `async fn` whose body may not parse.
+/// An `async fn`, its body kept as tokens: the body is walked, not parsed
+/// (which is most of the attribute's cost), and one that does not parse is
+/// left for rustc to report.
 struct LenientFn {
     /// Outer attributes, then the body's inner ones (which apply to the fn).
     attrs: Vec<Attribute>,
     vis: Visibility,
     sig: Signature,
-    body: Body,
-}
-
-pub(super) enum Body {
-    Parsed(Block),
-    /// The body as written, braces included, when it does not parse.
-    Raw(Group),
-}
-
-impl Body {
-    /// The span of the braces.
-    fn span(&self) -> Span {
-        match self {
-            Body::Parsed(b) => b.brace_token.span.join(),
-            Body::Raw(g) => g.span(),
-        }
-    }
-
-    fn tokens(&self) -> TokenStream {
-        match self {
-            Body::Parsed(b) => b.to_token_stream(),
-            Body::Raw(g) => TokenTree::Group(g.clone()).into(),
-        }
-    }
+    /// The body, braces included, without its inner attributes.
+    body: Group,
 }
 
 impl Parse for LenientFn {
@@ -65,27 +45,8 @@ impl Parse for LenientFn {
         if group.delimiter() != proc_macro2::Delimiter::Brace {
             return Err(syn::Error::new(group.span(), "expected the fn's body"));
         }
-        let parsed = syn::parse::Parser::parse2(
-            |content: ParseStream<'_>| {
-                let inner = content.call(Attribute::parse_inner)?;
-                let stmts = content.call(Block::parse_within)?;
-                Ok((inner, stmts))
-            },
-            group.stream(),
-        );
-        let body = match parsed {
-            Ok((inner, stmts)) => {
-                attrs.extend(inner.into_iter().map(|mut a| {
-                    a.style = AttrStyle::Outer;
-                    a
-                }));
-                let brace_token = syn::token::Brace {
-                    span: group.delim_span(),
-                };
-                Body::Parsed(Block { brace_token, stmts })
-            }
-            Err(_) => Body::Raw(group),
-        };
+        let (inner, body) = take_inner_attrs(&group);
+        attrs.extend(inner);
         Ok(LenientFn {
             attrs,
             vis,
@@ -95,11 +56,90 @@ impl Parse for LenientFn {
     }
 }
 
+impl LenientFn {
+    /// Parses the fn's head with `syn` and keeps its body as tokens, never
+    /// buffering them: the body is most of the fn.
+    fn split(item: TokenStream) -> syn::Result<Self> {
+        let mut trees: Vec<TokenTree> = item.clone().into_iter().collect();
+        let body = match trees.pop() {
+            Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => g,
+            _ => return syn::parse2(item),
+        };
+        let head = |input: ParseStream<'_>| -> syn::Result<_> {
+            let attrs = input.call(Attribute::parse_outer)?;
+            let vis: Visibility = input.parse()?;
+            let sig: Signature = input.parse()?;
+            Ok((attrs, vis, sig))
+        };
+        let (mut attrs, vis, sig) = syn::parse::Parser::parse2(head, trees.into_iter().collect())?;
+        let (inner, body) = take_inner_attrs(&body);
+        attrs.extend(inner);
+        Ok(LenientFn {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+/// The inner attributes at the start of `body` (`#![..]`), as outer ones,
+/// and the body without them.
+fn take_inner_attrs(body: &Group) -> (Vec<Attribute>, Group) {
+    let mut tokens = body.stream().into_iter().peekable();
+    let mut attrs = Vec::new();
+    let mut rest = Vec::new();
+    loop {
+        match (tokens.next(), tokens.peek()) {
+            (Some(TokenTree::Punct(hash)), Some(TokenTree::Punct(bang)))
+                if hash.as_char() == '#' && bang.as_char() == '!' =>
+            {
+                let bang = tokens.next();
+                match tokens.next() {
+                    Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Bracket => {
+                        let outer: TokenStream = [TokenTree::Punct(hash), TokenTree::Group(g)]
+                            .into_iter()
+                            .collect();
+                        match syn::parse::Parser::parse2(Attribute::parse_outer, outer) {
+                            Ok(parsed) => attrs.extend(parsed),
+                            Err(_) => return (Vec::new(), body.clone()),
+                        }
+                    }
+                    other => {
+                        rest.extend([TokenTree::Punct(hash)]);
+                        rest.extend(bang);
+                        rest.extend(other);
+                        break;
+                    }
+                }
+            }
+            (Some(first), _) => {
+                rest.push(first);
+                break;
+            }
+            (None, _) => break,
+        }
+    }
+    if attrs.is_empty() {
+        return (attrs, body.clone());
+    }
+    rest.extend(tokens);
+    let mut stripped = Group::new(Delimiter::Brace, rest.into_iter().collect());
+    stripped.set_span(body.span());
+    (attrs, stripped)
+}
+
+/// Whether `body` parses as a block, for the rare checks that need to
+/// know.
+fn parses(body: &Group) -> bool {
+    syn::parse2::<Block>(TokenTree::Group(body.clone()).into()).is_ok()
+}
+
 /// Expands `#[supervised(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let args = Args::parse(attr, &mut errors);
-    let mut func = match syn::parse2::<LenientFn>(item.clone()) {
+    let mut func = match LenientFn::split(item.clone()) {
         Ok(func) => func,
         Err(_) => {
             let first = item.clone().into_iter().next();
@@ -139,13 +179,17 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     let krate = args.krate();
     let ctx = hidden_ctx();
     let beat = quote!(#krate::__private::Context::heartbeat(&#ctx));
-    let found = match &mut func.body {
-        Body::Parsed(block) if args.auto_heartbeat() => heartbeat::inject(block, &beat),
-        _ => heartbeat::Injected::default(),
+    let found = if args.auto_heartbeat() {
+        let (body, found) = heartbeat::inject(&func.body, &beat);
+        func.body = body;
+        found
+    } else {
+        heartbeat::Injected::default()
     };
     let can_beat = found.loops > 0 || plan.ctx.as_ref().is_some_and(|c| c.usable());
-    if !can_beat && matches!(func.body, Body::Parsed(_)) {
-        if let Some(key) = args.stale_after_key() {
+    if !can_beat {
+        // A body that does not parse gets rustc's error alone.
+        if let Some(key) = args.stale_after_key().filter(|_| parses(&func.body)) {
             errors.at(key, no_heartbeat_site(&func.sig, found.unseen.as_ref()));
         }
     }
@@ -155,25 +199,29 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 
     // Inside the attempt's closure, `self` is each attempt's clone.
+    let mut body = TokenStream::from(TokenTree::Group(func.body.clone()));
     if plan.receiver.is_some() && instrument.is_none() {
-        match &mut func.body {
-            Body::Parsed(block) => rename::rename_self(block),
-            Body::Raw(group) => {
-                let mut renamed = Group::new(
-                    group.delimiter(),
-                    rename::rename_self_tokens(group.stream()),
-                );
-                renamed.set_span(group.span());
-                *group = renamed;
+        body = match syn::parse2::<Block>(body.clone()) {
+            Ok(mut block) => {
+                rename::rename_self(&mut block);
+                block.into_token_stream()
             }
-        }
+            Err(_) => {
+                let mut renamed = Group::new(
+                    Delimiter::Brace,
+                    rename::rename_self_tokens(func.body.stream()),
+                );
+                renamed.set_span(func.body.span());
+                TokenTree::Group(renamed).into()
+            }
+        };
     }
     let parts = Parts {
         attrs: func.attrs,
         vis: func.vis,
         sig: func.sig,
         body_span: func.body.span(),
-        body: func.body.tokens(),
+        body,
         beats: found.loops,
         instrument,
         names_self,
