@@ -20,7 +20,7 @@ pub use supervised_macros::__spawn_all;
 /// type `R` (also when the body never returns, in every edition) and checks,
 /// once and at the return type, that `R` is one a supervised fn may return.
 ///
-/// The body is boxed as it is, and its output converted by [`Outcome`],
+/// The body is boxed as it is, and its output converted by a wrapper future
 /// which is generic over the return type only: fns that return the same type
 /// share one conversion instead of each compiling a wrapper of its own.
 #[inline]
