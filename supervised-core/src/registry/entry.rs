@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, O
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use smol_str::SmolStr;
+
 use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
 use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
 use crate::isolate::{IsolatedCounts, Policy, Quarantine};
@@ -72,7 +74,7 @@ pub(crate) struct Supervision {
 #[derive(Debug)]
 pub(crate) struct Entry {
     /// Shared with the registry's map key.
-    pub(super) name: Arc<str>,
+    pub(super) name: SmolStr,
     /// The clock heartbeats stamp.
     hot: HotClock,
     /// Monotonic stamp of the last [`Entry::beat`], 0 if none.
@@ -131,7 +133,7 @@ impl Entry {
             }),
         });
         Entry {
-            name: Arc::from(name),
+            name: SmolStr::new(name),
             hot: clock.hot(),
             beat_mono: AtomicU64::new(0),
             named_mono: AtomicU64::new(0),
@@ -542,7 +544,7 @@ impl Entry {
             self.blocked_for(now_mono, sup.settings.blocking_after)
         };
         Some(TaskStatus {
-            name: self.name.to_string(),
+            name: String::from(self.name.as_str()),
             state,
             restarts: sup.restarts.load(Ordering::Relaxed),
             attempt: sup.attempt.load(Ordering::Relaxed),

@@ -26,8 +26,10 @@
 //! # Scale
 //!
 //! The registry is built for 10^5 names (per-tenant and per-connection loops):
-//! the map is sharded with a seeded hasher, views copy cheap handles one
-//! shard at a time and build their results outside any lock, and a by-name
+//! the map is sharded with a seeded hasher and keeps short names inline;
+//! views read one shard at a time, taking handles or inline names and
+//! allocating their results outside any lock; [`Registry::is_healthy`]
+//! locks each shard once for all the names it asks about; and a by-name
 //! heartbeat repeated on one thread skips the lookup. BENCHMARKS.md has the
 //! figures.
 
@@ -37,26 +39,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use dashmap::DashMap;
-
 use crate::clock::{Clock, ManualClock};
 use crate::events::{Event, EventKind, Events};
 
 mod cache;
 mod entry;
+mod map;
 mod name;
 mod status;
+
+use map::Names;
 
 pub(crate) use entry::{lock, Entry, Settings};
 pub use name::{check_name, NameProblem, MAX_NAME_LEN};
 pub use status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
-
-/// The map of names: sharded, so that a view (which copies cheap handles
-/// out of one shard at a time) never holds up a registration or a
-/// heartbeat on another, and hashed with a seeded hasher, since names may
-/// come from tenant data: keys that differ only in their last characters
-/// spread over the whole table, and no one can choose names that collide.
-type Names = DashMap<Arc<str>, Arc<Entry>, foldhash::fast::RandomState>;
 
 /// How long a finished task stays in a registry by default: see
 /// [`Registry::set_retain_finished`].
@@ -197,54 +193,38 @@ impl Registry {
         {
             return;
         }
-        self.inner.entries.retain(|_, entry| {
-            let keep = !self.expired(entry, now);
-            if !keep {
-                entry.mark_removed();
-            }
-            keep
+        self.inner.entries.for_each_shard_mut(|table| {
+            table.retain(|(_, entry)| {
+                let keep = !self.expired(entry, now);
+                if !keep {
+                    entry.mark_removed();
+                }
+                keep
+            })
         });
     }
 
     /// The entry of `name`, unless it expired.
     fn get(&self, name: &str, now: u64) -> Option<Arc<Entry>> {
-        let entry = self.inner.entries.get(name)?.value().clone();
+        let entry = self.inner.entries.get(name)?;
         (!self.expired(&entry, now)).then_some(entry)
     }
 
-    /// Handles on every entry, taken one shard at a time (nothing is
-    /// allocated but the handles while a shard is locked), without the
-    /// expired ones.
+    /// Handles on every entry but the expired ones, sorted by name: taken
+    /// one shard at a time (nothing is allocated but the handles while a
+    /// shard is locked), each with a sort key made from the name in the
+    /// table, so that sorting reads no entry.
     fn handles(&self, now: u64, supervised_only: bool) -> Vec<Arc<Entry>> {
         self.sweep(now);
-        let mut out = Vec::with_capacity(self.inner.entries.len());
-        for item in self.inner.entries.iter() {
-            let entry = item.value();
-            if (supervised_only && entry.supervision.is_none()) || self.expired(entry, now) {
-                continue;
+        let mut keyed: Vec<([u64; 4], Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
+        self.inner.entries.for_each_shard(|table| {
+            for (name, entry) in table {
+                if (supervised_only && entry.supervision.is_none()) || self.expired(entry, now) {
+                    continue;
+                }
+                keyed.push((sort_key(name), entry.clone()));
             }
-            out.push(entry.clone());
-        }
-        out
-    }
-
-    /// Handles sorted by name. The first 32 bytes of each name are copied
-    /// next to its handle as big-endian words, so that most comparisons
-    /// touch no name: names are not empty and hold no NUL byte, so the
-    /// zero-padded words order like the names themselves.
-    fn sorted(handles: Vec<Arc<Entry>>) -> Vec<Arc<Entry>> {
-        let mut keyed: Vec<([u64; 4], Arc<Entry>)> = handles
-            .into_iter()
-            .map(|e| {
-                let mut bytes = [0u8; 32];
-                let n = e.name.len().min(32);
-                bytes[..n].copy_from_slice(&e.name.as_bytes()[..n]);
-                let word = |i: usize| {
-                    u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-                };
-                ([word(0), word(1), word(2), word(3)], e)
-            })
-            .collect();
+        });
         keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
         keyed.into_iter().map(|(_, e)| e).collect()
     }
@@ -255,16 +235,23 @@ impl Registry {
         let now = self.inner.clock.now_mono();
         self.sweep(now);
         let entry = Arc::new(Entry::new(name, &self.inner.clock, Some(settings)));
-        match self.inner.entries.entry(entry.name.clone()) {
-            dashmap::Entry::Occupied(mut held) => {
-                if held.get().state().is_some_and(|s| !s.is_final()) {
+        let entries = &self.inner.entries;
+        let key = entries.key(name);
+        let mut table = entries.write(key);
+        match table.find_mut(key.hash, |slot| key.is(slot)) {
+            Some(held) => {
+                if held.1.state().is_some_and(|s| !s.is_final()) {
                     return Err(NameTaken);
                 }
-                held.get().mark_removed();
-                held.insert(entry.clone());
+                held.1.mark_removed();
+                held.1 = entry.clone();
             }
-            dashmap::Entry::Vacant(free) => {
-                free.insert(entry.clone());
+            None => {
+                table.insert_unique(
+                    key.hash,
+                    (entry.name.clone(), entry.clone()),
+                    entries.rehash(),
+                );
             }
         }
         Ok(entry)
@@ -337,20 +324,22 @@ impl Registry {
             return;
         }
         let now = self.inner.clock.now_mono();
-        let held = self.inner.entries.get(name).map(|e| e.value().clone());
+        let held = self.inner.entries.get(name);
         let entry = match held {
             Some(entry) if !self.expired(&entry, now) => entry,
             // A finished task past its retention: the name is free again,
             // for a heartbeat-only entry.
             Some(expired) => {
-                if self
-                    .inner
-                    .entries
-                    .remove_if(name, |_, e| Arc::ptr_eq(e, &expired))
-                    .is_some()
-                {
+                let entries = &self.inner.entries;
+                let key = entries.key(name);
+                let mut table = entries.write(key);
+                if let Ok(slot) = table.find_entry(key.hash, |slot| {
+                    key.is(slot) && Arc::ptr_eq(&slot.1, &expired)
+                }) {
+                    slot.remove();
                     expired.mark_removed();
                 }
+                drop(table);
                 self.heartbeat_only(name)
             }
             None => {
@@ -370,12 +359,20 @@ impl Registry {
     /// (another thread may have made one first: that one is returned).
     fn heartbeat_only(&self, name: &str) -> Arc<Entry> {
         let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
-        self.inner
-            .entries
-            .entry(fresh.name.clone())
-            .or_insert(fresh)
-            .value()
-            .clone()
+        let entries = &self.inner.entries;
+        let key = entries.key(name);
+        let mut table = entries.write(key);
+        match table.find(key.hash, |slot| key.is(slot)) {
+            Some(held) => held.1.clone(),
+            None => {
+                table.insert_unique(
+                    key.hash,
+                    (fresh.name.clone(), fresh.clone()),
+                    entries.rehash(),
+                );
+                fresh
+            }
+        }
     }
 
     /// The time of the last heartbeat of `name`; `None` if it never beat or is
@@ -394,10 +391,26 @@ impl Registry {
     pub fn snapshot(&self) -> BTreeMap<String, SystemTime> {
         let clock = self.inner.clock.anchored();
         let now = clock.now_mono();
-        // Sorted first, so that the map is built from a sorted run.
-        Self::sorted(self.handles(now, false))
-            .iter()
-            .filter_map(|e| Some((e.name.to_string(), e.last_tick(&clock)?)))
+        self.sweep(now);
+        // Read shard by shard, each entry once, the names taken from the
+        // tables (inline when short); sorted before the owned names are
+        // made, so that they are allocated in order and the map's own sort
+        // finds one run.
+        let mut beats = Vec::with_capacity(self.inner.entries.len());
+        self.inner.entries.for_each_shard(|table| {
+            for (name, entry) in table {
+                if self.expired(entry, now) {
+                    continue;
+                }
+                if let Some(at) = entry.last_tick(&clock) {
+                    beats.push((sort_key(name), name.clone(), at));
+                }
+            }
+        });
+        beats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        beats
+            .into_iter()
+            .map(|(_, name, at)| (String::from(name.as_str()), at))
             .collect()
     }
 
@@ -411,17 +424,32 @@ impl Registry {
     /// stale names in the order given (a name given twice is listed twice).
     pub fn is_healthy(&self, names: &[&str], stale_threshold: Duration) -> (bool, Vec<String>) {
         let now = self.inner.clock.now_mono();
+        let entries = &self.inner.entries;
+        // Hashed first, then looked up shard by shard, each shard locked
+        // once: no handle is taken, and lookups in one shard do not wait for
+        // each other's memory reads.
+        let keys: Vec<map::Key<'_>> = names.iter().map(|name| entries.key(name)).collect();
+        let (order, starts) = Names::by_shard(&keys);
+        let mut stale = vec![false; names.len()];
+        for shard in 0..Names::SHARDS {
+            let run = &order[starts[shard]..starts[shard + 1]];
+            if run.is_empty() {
+                continue;
+            }
+            let table = entries.read_shard(shard);
+            for &i in run {
+                let key = keys[i as usize];
+                stale[i as usize] = table
+                    .find(key.hash, |slot| key.is(slot))
+                    .filter(|(_, e)| !self.expired(e, now))
+                    .is_none_or(|(_, e)| e.stale_by(now, stale_threshold));
+            }
+        }
         let stale: Vec<String> = names
             .iter()
-            .filter(|name| {
-                // Read under the shard's guard: no handle is taken.
-                self.inner
-                    .entries
-                    .get(**name)
-                    .filter(|e| !self.expired(e.value(), now))
-                    .is_none_or(|e| e.value().stale_by(now, stale_threshold))
-            })
-            .map(|name| (*name).to_owned())
+            .zip(stale)
+            .filter(|(_, stale)| *stale)
+            .map(|(name, _)| (*name).to_owned())
             .collect();
         (stale.is_empty(), stale)
     }
@@ -439,27 +467,40 @@ impl Registry {
         let clock = self.inner.clock.anchored();
         let now = clock.now_mono();
         // Sort the small handles, not the large statuses.
-        Self::sorted(self.handles(now, true))
-            .iter()
-            .filter_map(|e| e.status(&clock, now))
-            .collect()
+        let handles = self.handles(now, true);
+        let mut out = Vec::with_capacity(handles.len());
+        out.extend(handles.iter().filter_map(|e| e.status(&clock, now)));
+        out
     }
 
     /// Removes `name` unless a live supervised task holds it. Returns whether an
     /// entry was removed.
     pub fn forget(&self, name: &str) -> bool {
-        let removed = self
-            .inner
-            .entries
-            .remove_if(name, |_, e| e.state().is_none_or(|s| s.is_final()));
-        match removed {
-            Some((_, entry)) => {
+        let entries = &self.inner.entries;
+        let key = entries.key(name);
+        let mut table = entries.write(key);
+        match table.find_entry(key.hash, |slot| {
+            key.is(slot) && slot.1.state().is_none_or(|s| s.is_final())
+        }) {
+            Ok(slot) => {
+                let ((_, entry), _) = slot.remove();
                 entry.mark_removed();
                 true
             }
-            None => false,
+            Err(_) => false,
         }
     }
+}
+
+/// The first 32 bytes of `name` as big-endian words: names are not empty
+/// and hold no NUL byte, so the zero-padded words order like the names
+/// themselves, and most comparisons of two names touch neither.
+fn sort_key(name: &str) -> [u64; 4] {
+    let mut bytes = [0u8; 32];
+    let n = name.len().min(32);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let word = |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    [word(0), word(1), word(2), word(3)]
 }
 
 /// A duration in nanoseconds, saturating.
@@ -517,13 +558,15 @@ impl Registry {
     #[cfg(feature = "http")]
     pub(crate) fn unsupervised_beats(&self) -> Vec<(String, LastBeat)> {
         let now = self.inner.clock.now_mono();
-        let mut only: Vec<Arc<Entry>> = self
-            .inner
-            .entries
-            .iter()
-            .filter(|item| item.value().supervision.is_none())
-            .map(|item| item.value().clone())
-            .collect();
+        let mut only: Vec<Arc<Entry>> = Vec::new();
+        self.inner.entries.for_each_shard(|table| {
+            only.extend(
+                table
+                    .iter()
+                    .filter(|(_, e)| e.supervision.is_none())
+                    .map(|(_, e)| e.clone()),
+            )
+        });
         only.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         only.iter()
             .filter_map(|e| {
@@ -532,7 +575,7 @@ impl Registry {
                     age: e.age(now)?,
                     supervised: false,
                 };
-                Some((e.name.to_string(), beat))
+                Some((String::from(e.name.as_str()), beat))
             })
             .collect()
     }
@@ -546,14 +589,14 @@ impl Registry {
     pub fn last_beats(&self) -> BTreeMap<String, LastBeat> {
         let clock = self.inner.clock.anchored();
         let now = clock.now_mono();
-        Self::sorted(self.handles(now, false))
+        self.handles(now, false)
             .iter()
             .filter_map(|e| {
                 let at = e.last_tick(&clock)?;
                 let age = e.age(now)?;
                 let supervised = e.supervision.is_some();
                 Some((
-                    e.name.to_string(),
+                    String::from(e.name.as_str()),
                     LastBeat {
                         at,
                         age,
@@ -574,7 +617,7 @@ mod tests {
 
     #[test]
     fn handles_sort_like_their_names() {
-        let clock = Clock::System;
+        let registry = Registry::new();
         let mut names: Vec<String> = vec![
             "b".into(),
             "a".into(),
@@ -589,16 +632,19 @@ mod tests {
             "tenant-sync-00000070".into(),
             "Tenant".into(),
         ];
-        let handles: Vec<Arc<Entry>> = names
-            .iter()
-            .map(|n| Arc::new(Entry::new(n, &clock, None)))
-            .collect();
-        let sorted: Vec<String> = Registry::sorted(handles)
+        for name in &names {
+            registry.heartbeat(name);
+        }
+        let now = registry.inner.clock.now_mono();
+        let sorted: Vec<String> = registry
+            .handles(now, false)
             .iter()
             .map(|e| e.name.to_string())
             .collect();
+        let snapshot: Vec<String> = registry.snapshot().into_keys().collect();
         names.sort();
         assert_eq!(sorted, names);
+        assert_eq!(snapshot, names);
     }
 
     /// The collision-prone shape of an unfinalised FxHash: names that differ
