@@ -1,19 +1,23 @@
-//! `GET /admin/liveness`: the JSON detail of every task, serialized from
-//! borrowed structs straight into the response body.
+//! `GET /admin/liveness`: the JSON detail of every task, written straight
+//! from the tasks' statuses into the response body. The field names are
+//! written as they are (none needs escaping), strings through `serde_json`
+//! (which escapes them), numbers with `serde_json`'s own formatting.
 
-use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::io::Write as _;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::header::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
-use super::respond::json_response_sized;
-use super::time::rfc3339;
+use super::respond::respond;
+use super::time::Rfc3339;
 use super::Shared;
-use crate::registry::{Failure, FailureCounts, Registry, TaskState, TaskStatus};
+use crate::registry::{Failure, LastBeat, TaskState, TaskStatus};
 
 pub(super) async fn admin_liveness(
     State(shared): State<Arc<Shared>>,
@@ -25,98 +29,207 @@ pub(super) async fn admin_liveness(
         Err(reject) => return reject.into_response(),
     };
     let tasks = shared.registry.tasks();
-    let doc = Document::new(&shared.registry, &tasks, details);
-    // About 500 bytes a task: the body is written once, without regrowing.
-    json_response_sized(
-        StatusCode::OK,
-        "application/json",
-        &doc,
-        512 * doc.subsystems.0.len() + 256,
-    )
+    // Names that only beat (`heartbeat(name)`), as the Go endpoint lists
+    // them.
+    let beats = shared.registry.unsupervised_beats();
+    // About 400 bytes a task: the body is written once, without regrowing.
+    let mut body = Vec::with_capacity(448 * (tasks.len() + beats.len()) + 256);
+    write_document(&mut body, &tasks, &beats, details);
+    respond(StatusCode::OK, "application/json", Body::from(body))
 }
 
 /// The `/admin/liveness` document: the Go endpoint's `subsystems` map (with
-/// `last_tick_at` and `seconds_ago`), extended with the supervision data.
-#[derive(Serialize)]
-struct Document<'a> {
-    subsystems: Subsystems<'a>,
-    healthy: bool,
-    stale: Vec<&'a str>,
-    blocked: Vec<&'a str>,
-    failed: Vec<&'a str>,
-}
-
-/// Every name, sorted, serialized as a JSON object.
-struct Subsystems<'a>(Vec<(Cow<'a, str>, Subsystem<'a>)>);
-
-impl Serialize for Subsystems<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(name, s)| (name, s)))
+/// `last_tick_at` and `seconds_ago`), extended with the supervision data,
+/// then `healthy` and the names that are `stale`, `blocked` and `failed`.
+/// `tasks` and `beats` are each sorted by name; they were read at different
+/// instants, so a name in both (it moved between them) is listed once, as
+/// the task.
+fn write_document(
+    out: &mut Vec<u8>,
+    tasks: &[TaskStatus],
+    beats: &[(String, LastBeat)],
+    details: bool,
+) {
+    let (mut stale, mut blocked, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    out.extend_from_slice(b"{\"subsystems\":{");
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let task_first = match (tasks.get(i), beats.get(j)) {
+            (Some(t), Some((name, _))) => match t.name.as_str().cmp(name) {
+                Ordering::Less => true,
+                Ordering::Greater => false,
+                Ordering::Equal => {
+                    j += 1;
+                    true
+                }
+            },
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if i + j > 0 {
+            out.push(b',');
+        }
+        if task_first {
+            let t = &tasks[i];
+            let name = t.name.as_str();
+            if t.stale {
+                stale.push(name);
+            }
+            if t.blocked_for.is_some() {
+                blocked.push(name);
+            }
+            if t.state == TaskState::Failed {
+                failed.push(name);
+            }
+            write_task(out, t, details);
+            i += 1;
+        } else {
+            let (name, beat) = &beats[j];
+            write_beat(out, name, beat);
+            j += 1;
+        }
     }
+    out.extend_from_slice(b"},\"healthy\":");
+    flag(out, tasks.iter().all(|t| t.healthy));
+    out.extend_from_slice(b",\"stale\":");
+    value(out, &stale);
+    out.extend_from_slice(b",\"blocked\":");
+    value(out, &blocked);
+    out.extend_from_slice(b",\"failed\":");
+    value(out, &failed);
+    out.push(b'}');
 }
 
-#[derive(Serialize)]
-struct Subsystem<'a> {
-    last_tick_at: Option<String>,
-    seconds_ago: Option<u64>,
-    /// The same age with its fraction, for the status page.
-    age_seconds: Option<f64>,
-    state: &'static str,
-    restarts: u64,
-    attempt: u32,
-    healthy: bool,
-    stale: bool,
-    stale_after_seconds: Option<f64>,
-    blocked: bool,
-    blocked_seconds: Option<f64>,
-    expects_heartbeat: bool,
-    failures: Failures,
-    last_failure: Option<LastFailure<'a>>,
-    /// The path of the group tasks the task runs in.
-    parent: Option<&'a str>,
-    /// How many keys the task keeps quarantined ([`Context::isolate`](crate::Context::isolate)).
-    quarantined_keys: usize,
-    /// The quarantined keys themselves: only for callers who may see
-    /// details, since keys can be tenant ids.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    quarantined: Option<Vec<QuarantinedKey<'a>>>,
-    /// Singleton tasks only: whether this replica holds the lease.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    leader: Option<bool>,
-    /// Singleton tasks only: the token of the grant held (or last held).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fencing_token: Option<u64>,
-    /// Why a singleton is a standby: only for callers who may see details
-    /// (a store's error can name hosts).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    standby_reason: Option<&'a str>,
+/// One task: `"name":{...}`.
+fn write_task(out: &mut Vec<u8>, t: &TaskStatus, details: bool) {
+    value(out, t.name.as_str());
+    out.extend_from_slice(b":{\"last_tick_at\":");
+    time(out, t.last_tick);
+    out.extend_from_slice(b",\"seconds_ago\":");
+    value(out, &t.since_last_tick.map(|d| d.as_secs()));
+    out.extend_from_slice(b",\"age_seconds\":");
+    value(out, &t.since_last_tick.map(|d| d.as_secs_f64()));
+    out.extend_from_slice(b",\"state\":\"");
+    out.extend_from_slice(t.state.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"restarts\":");
+    value(out, &t.restarts);
+    out.extend_from_slice(b",\"attempt\":");
+    value(out, &t.attempt);
+    out.extend_from_slice(b",\"healthy\":");
+    flag(out, t.healthy);
+    out.extend_from_slice(b",\"stale\":");
+    flag(out, t.stale);
+    out.extend_from_slice(b",\"stale_after_seconds\":");
+    value(out, &t.stale_after.map(|d| d.as_secs_f64()));
+    out.extend_from_slice(b",\"blocked\":");
+    flag(out, t.blocked_for.is_some());
+    out.extend_from_slice(b",\"blocked_seconds\":");
+    value(out, &t.blocked_for.map(|d| d.as_secs_f64()));
+    out.extend_from_slice(b",\"expects_heartbeat\":");
+    flag(out, t.expects_heartbeat);
+    out.extend_from_slice(b",\"failures\":{\"panic\":");
+    value(out, &t.failures.panics);
+    out.extend_from_slice(b",\"error\":");
+    value(out, &t.failures.errors);
+    out.extend_from_slice(b",\"stalled\":");
+    value(out, &t.failures.stalls);
+    out.extend_from_slice(b",\"blocked\":");
+    value(out, &t.failures.blocked);
+    out.extend_from_slice(b"},\"last_failure\":");
+    value(
+        out,
+        &t.last_failure
+            .as_ref()
+            .map(|f| LastFailure::new(f, details)),
+    );
+    // The path of the group tasks the task runs in.
+    out.extend_from_slice(b",\"parent\":");
+    value(out, &t.parent);
+    // How many keys the task keeps quarantined
+    // (`Context::isolate`); the keys themselves only for callers who may
+    // see details, since keys can be tenant ids.
+    out.extend_from_slice(b",\"quarantined_keys\":");
+    value(out, &t.quarantined.len());
+    if details {
+        out.extend_from_slice(b",\"quarantined\":");
+        let keys: Vec<QuarantinedKey<'_>> = t
+            .quarantined
+            .iter()
+            .map(|q| QuarantinedKey {
+                key: &q.key,
+                failures: q.failures,
+                until: Rfc3339(q.until),
+                last_failure: LastFailure::new(&q.last_failure, true),
+            })
+            .collect();
+        value(out, &keys);
+    }
+    // Singleton tasks only: whether this replica holds the lease, the
+    // token of the grant held (or last held), and why it is a standby
+    // (only for callers who may see details: a store's error can name
+    // hosts).
+    if let Some(lease) = &t.lease {
+        out.extend_from_slice(b",\"leader\":");
+        flag(out, lease.leader);
+        if let Some(token) = lease.fencing_token {
+            out.extend_from_slice(b",\"fencing_token\":");
+            value(out, &token);
+        }
+        if let Some(reason) = lease.standby_reason.as_deref().filter(|_| details) {
+            out.extend_from_slice(b",\"standby_reason\":");
+            value(out, reason);
+        }
+    }
+    out.push(b'}');
+}
+
+/// One heartbeat-only name: `"name":{...}`, in the same shape as a task.
+fn write_beat(out: &mut Vec<u8>, name: &str, beat: &LastBeat) {
+    value(out, name);
+    out.extend_from_slice(b":{\"last_tick_at\":");
+    time(out, Some(beat.at));
+    out.extend_from_slice(b",\"seconds_ago\":");
+    value(out, &beat.age.as_secs());
+    out.extend_from_slice(b",\"age_seconds\":");
+    value(out, &beat.age.as_secs_f64());
+    out.extend_from_slice(
+        b",\"state\":\"unsupervised\",\"restarts\":0,\"attempt\":0,\"healthy\":true,\
+          \"stale\":false,\"stale_after_seconds\":null,\"blocked\":false,\
+          \"blocked_seconds\":null,\"expects_heartbeat\":true,\
+          \"failures\":{\"panic\":0,\"error\":0,\"stalled\":0,\"blocked\":0},\
+          \"last_failure\":null,\"parent\":null,\"quarantined_keys\":0}",
+    );
+}
+
+/// A value as `serde_json` writes it.
+fn value<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing to a `Vec` fails only for maps with non-string keys, which
+    // nothing here has.
+    serde_json::to_writer(&mut *out, v).expect("JSON of a plain value");
+}
+
+fn flag(out: &mut Vec<u8>, v: bool) {
+    out.extend_from_slice(if v { b"true" } else { b"false" });
+}
+
+/// An instant as an RFC 3339 string (which needs no escaping), or `null`.
+fn time(out: &mut Vec<u8>, t: Option<std::time::SystemTime>) {
+    match t {
+        Some(t) => {
+            // Writing to a `Vec` cannot fail.
+            let _ = write!(out, "\"{}\"", Rfc3339(t));
+        }
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 #[derive(Serialize)]
 struct QuarantinedKey<'a> {
     key: &'a str,
     failures: u32,
-    until: String,
+    until: Rfc3339,
     last_failure: LastFailure<'a>,
-}
-
-#[derive(Serialize)]
-struct Failures {
-    panic: u64,
-    error: u64,
-    stalled: u64,
-    blocked: u64,
-}
-
-impl From<&FailureCounts> for Failures {
-    fn from(c: &FailureCounts) -> Failures {
-        Failures {
-            panic: c.panics,
-            error: c.errors,
-            stalled: c.stalls,
-            blocked: c.blocked,
-        }
-    }
 }
 
 /// The last failure; its message, location and backtrace only for callers
@@ -128,7 +241,7 @@ pub(super) struct LastFailure<'a> {
     location: Option<&'a str>,
     backtrace: Option<&'a str>,
     attempt: u32,
-    at: String,
+    at: Rfc3339,
 }
 
 impl<'a> LastFailure<'a> {
@@ -139,112 +252,103 @@ impl<'a> LastFailure<'a> {
             location: f.location.as_deref().filter(|_| details),
             backtrace: f.backtrace.as_ref().filter(|_| details).map(|b| b.as_str()),
             attempt: f.attempt,
-            at: rfc3339(f.at),
+            at: Rfc3339(f.at),
         }
     }
 }
 
-impl<'a> Document<'a> {
-    fn new(registry: &Registry, tasks: &'a [TaskStatus], details: bool) -> Document<'a> {
-        let mut doc = Document {
-            subsystems: Subsystems(Vec::with_capacity(tasks.len())),
-            healthy: tasks.iter().all(|t| t.healthy),
-            stale: Vec::new(),
-            blocked: Vec::new(),
-            failed: Vec::new(),
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::registry::{FailureCounts, FailureKind, LeaseStatus};
+
+    fn task(name: &str, failure: Option<Failure>) -> TaskStatus {
+        TaskStatus {
+            name: name.to_owned(),
+            state: TaskState::Running,
+            restarts: 3,
+            attempt: 4,
+            last_tick: Some(UNIX_EPOCH + Duration::new(1_776_247_200, 5)),
+            since_last_tick: Some(Duration::from_millis(2_500)),
+            stale_after: Some(Duration::from_secs(60)),
+            stale: false,
+            blocked_for: None,
+            expects_heartbeat: true,
+            healthy: true,
+            failures: FailureCounts {
+                panics: 1,
+                errors: 2,
+                stalls: 0,
+                blocked: 0,
+            },
+            last_failure: failure,
+            parent: Some("storage/\"shards\"".to_owned()),
+            quarantined: Vec::new(),
+            isolated: Default::default(),
+            lease: Some(LeaseStatus {
+                leader: true,
+                fencing_token: Some(17),
+                standby_reason: Some("not shown".to_owned()),
+                has_stood_by: false,
+            }),
+        }
+    }
+
+    /// The text written by hand, field by field, against the expected
+    /// document: names in order, nulls where a value is absent, singleton
+    /// fields, the heartbeat-only name merged in order (a name in both
+    /// lists once, as the task), strings escaped.
+    #[test]
+    fn the_document_is_written_as_json_with_its_fields_in_order() {
+        let mut failure = Failure::new(FailureKind::Error, "bad \"row\"\n".into(), 4);
+        failure.at = UNIX_EPOCH;
+        let mut c = task("c", None);
+        c.stale = true;
+        c.healthy = false;
+        let tasks = vec![task("a\"b", Some(failure)), c];
+        let beat = LastBeat {
+            at: UNIX_EPOCH,
+            age: Duration::from_secs(1),
+            supervised: false,
         };
-        for t in tasks {
-            let name = t.name.as_str();
-            if t.stale {
-                doc.stale.push(name);
-            }
-            if t.blocked_for.is_some() {
-                doc.blocked.push(name);
-            }
-            if t.state == TaskState::Failed {
-                doc.failed.push(name);
-            }
-            doc.subsystems.0.push((
-                Cow::Borrowed(name),
-                Subsystem {
-                    last_tick_at: t.last_tick.map(rfc3339),
-                    seconds_ago: t.since_last_tick.map(|d| d.as_secs()),
-                    age_seconds: t.since_last_tick.map(|d| d.as_secs_f64()),
-                    state: t.state.as_str(),
-                    restarts: t.restarts,
-                    attempt: t.attempt,
-                    healthy: t.healthy,
-                    stale: t.stale,
-                    stale_after_seconds: t.stale_after.map(|d| d.as_secs_f64()),
-                    blocked: t.blocked_for.is_some(),
-                    blocked_seconds: t.blocked_for.map(|d| d.as_secs_f64()),
-                    expects_heartbeat: t.expects_heartbeat,
-                    failures: Failures::from(&t.failures),
-                    last_failure: t
-                        .last_failure
-                        .as_ref()
-                        .map(|f| LastFailure::new(f, details)),
-                    parent: t.parent.as_deref(),
-                    quarantined_keys: t.quarantined.len(),
-                    quarantined: details.then(|| {
-                        t.quarantined
-                            .iter()
-                            .map(|q| QuarantinedKey {
-                                key: &q.key,
-                                failures: q.failures,
-                                until: rfc3339(q.until),
-                                last_failure: LastFailure::new(&q.last_failure, true),
-                            })
-                            .collect()
-                    }),
-                    leader: t.lease.as_ref().map(|l| l.leader),
-                    fencing_token: t.lease.as_ref().and_then(|l| l.fencing_token),
-                    standby_reason: t
-                        .lease
-                        .as_ref()
-                        .and_then(|l| l.standby_reason.as_deref())
-                        .filter(|_| details),
-                },
-            ));
-        }
-        // Names that only beat (`heartbeat(name)`), as the Go endpoint lists
-        // them.
-        let supervised = doc.subsystems.0.len();
-        for (name, beat) in registry.unsupervised_beats() {
-            doc.subsystems.0.push((
-                Cow::Owned(name),
-                Subsystem {
-                    last_tick_at: Some(rfc3339(beat.at)),
-                    seconds_ago: Some(beat.age.as_secs()),
-                    age_seconds: Some(beat.age.as_secs_f64()),
-                    state: "unsupervised",
-                    restarts: 0,
-                    attempt: 0,
-                    healthy: true,
-                    stale: false,
-                    stale_after_seconds: None,
-                    blocked: false,
-                    blocked_seconds: None,
-                    expects_heartbeat: true,
-                    failures: Failures::from(&FailureCounts::default()),
-                    last_failure: None,
-                    parent: None,
-                    quarantined_keys: 0,
-                    quarantined: None,
-                    leader: None,
-                    fencing_token: None,
-                    standby_reason: None,
-                },
-            ));
-        }
-        // Both runs are sorted by name: the sort merges them.
-        if supervised < doc.subsystems.0.len() {
-            doc.subsystems.0.sort_by(|a, b| a.0.cmp(&b.0));
-            // The two lists were read at different instants: a name that
-            // moved between them is listed once, as the task (stable sort:
-            // the supervised entry comes first).
-            doc.subsystems.0.dedup_by(|later, first| later.0 == first.0);
-        }
-        doc
+        let beats = vec![("b".to_owned(), beat), ("c".to_owned(), beat)];
+        let mut out = Vec::new();
+        write_document(&mut out, &tasks, &beats, false);
+        let text = String::from_utf8(out).unwrap();
+        let common = "\"last_tick_at\":\"2026-04-15T10:00:00.000000005Z\",\"seconds_ago\":2,\
+            \"age_seconds\":2.5,\"state\":\"running\",\"restarts\":3,\"attempt\":4";
+        let health = "\"stale_after_seconds\":60.0,\"blocked\":false,\
+            \"blocked_seconds\":null,\"expects_heartbeat\":true,\
+            \"failures\":{\"panic\":1,\"error\":2,\"stalled\":0,\"blocked\":0}";
+        let tail = "\"parent\":\"storage/\\\"shards\\\"\",\"quarantined_keys\":0,\
+            \"leader\":true,\"fencing_token\":17";
+        let expected = format!(
+            "{{\"subsystems\":{{\"a\\\"b\":{{{common},\"healthy\":true,\"stale\":false,{health},\
+             \"last_failure\":{{\"kind\":\"error\",\"message\":null,\"location\":null,\
+             \"backtrace\":null,\"attempt\":4,\"at\":\"1970-01-01T00:00:00.000000000Z\"}},{tail}}},\
+             \"b\":{{\"last_tick_at\":\"1970-01-01T00:00:00.000000000Z\",\"seconds_ago\":1,\
+             \"age_seconds\":1.0,\"state\":\"unsupervised\",\"restarts\":0,\"attempt\":0,\
+             \"healthy\":true,\"stale\":false,\"stale_after_seconds\":null,\"blocked\":false,\
+             \"blocked_seconds\":null,\"expects_heartbeat\":true,\
+             \"failures\":{{\"panic\":0,\"error\":0,\"stalled\":0,\"blocked\":0}},\
+             \"last_failure\":null,\"parent\":null,\"quarantined_keys\":0}},\
+             \"c\":{{{common},\"healthy\":false,\"stale\":true,{health},\"last_failure\":null,{tail}}}}},\
+             \"healthy\":false,\"stale\":[\"c\"],\"blocked\":[],\"failed\":[]}}"
+        );
+        assert_eq!(text, expected);
+        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+        // With details: the message, the quarantined keys and the standby
+        // reason.
+        let mut out = Vec::new();
+        write_document(&mut out, &tasks[..1], &[], true);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("\"message\":\"bad \\\"row\\\"\\n\""),
+            "{text}"
+        );
+        assert!(text.contains("\"quarantined\":[]"), "{text}");
+        assert!(text.contains("\"standby_reason\":\"not shown\""), "{text}");
     }
 }

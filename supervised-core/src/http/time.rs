@@ -7,9 +7,29 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Instants outside what RFC 3339 can write (before 1970 here, after 9999)
 /// are clamped to the nearest it can.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    // 9999-12-31T23:59:59.999999999Z
-    let last = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
-    humantime::format_rfc3339_nanos(t.clamp(UNIX_EPOCH, last)).to_string()
+    Rfc3339(t).to_string()
+}
+
+/// An instant written as [`rfc3339`] writes it, straight into a formatter
+/// or a serializer, without a `String` of its own.
+#[derive(Clone, Copy)]
+pub(crate) struct Rfc3339(pub(crate) SystemTime);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // 9999-12-31T23:59:59.999999999Z
+        let last = UNIX_EPOCH + Duration::new(253_402_300_799, 999_999_999);
+        std::fmt::Display::fmt(
+            &humantime::format_rfc3339_nanos(self.0.clamp(UNIX_EPOCH, last)),
+            f,
+        )
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 #[cfg(test)]
@@ -48,6 +68,11 @@ mod tests {
         assert_eq!(
             rfc3339(at(300_000_000_000, 0)),
             "9999-12-31T23:59:59.999999999Z"
+        );
+        // Serialized in place: the same text, as a JSON string.
+        assert_eq!(
+            serde_json::to_string(&Rfc3339(at(951_782_400, 7))).unwrap(),
+            "\"2000-02-29T00:00:00.000000007Z\""
         );
     }
 }

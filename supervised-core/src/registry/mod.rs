@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -78,6 +78,9 @@ pub(crate) struct Inner {
     retain_finished: AtomicU64,
     /// Registry-clock stamp of the next sweep of finished tasks.
     next_sweep: AtomicU64,
+    /// How many heartbeat-only names the map holds, so that a view that
+    /// lists them apart skips its pass when there are none.
+    unsupervised: AtomicUsize,
     events: Events,
 }
 
@@ -118,6 +121,7 @@ impl Registry {
                 entries: Names::default(),
                 retain_finished: AtomicU64::new(nanos(DEFAULT_RETAIN_FINISHED)),
                 next_sweep: AtomicU64::new(0),
+                unsupervised: AtomicUsize::new(0),
                 events: Events::new(),
             }),
         }
@@ -242,6 +246,9 @@ impl Registry {
             Some(held) => {
                 if held.1.state().is_some_and(|s| !s.is_final()) {
                     return Err(NameTaken);
+                }
+                if held.1.supervision.is_none() {
+                    self.inner.unsupervised.fetch_sub(1, Ordering::Relaxed);
                 }
                 held.1.mark_removed();
                 held.1 = entry.clone();
@@ -370,6 +377,7 @@ impl Registry {
                     (fresh.name.clone(), fresh.clone()),
                     entries.rehash(),
                 );
+                self.inner.unsupervised.fetch_add(1, Ordering::Relaxed);
                 fresh
             }
         }
@@ -484,6 +492,9 @@ impl Registry {
         }) {
             Ok(slot) => {
                 let ((_, entry), _) = slot.remove();
+                if entry.supervision.is_none() {
+                    self.inner.unsupervised.fetch_sub(1, Ordering::Relaxed);
+                }
                 entry.mark_removed();
                 true
             }
@@ -557,6 +568,9 @@ impl Registry {
     /// copying the supervised tasks' names a second time.
     #[cfg(feature = "http")]
     pub(crate) fn unsupervised_beats(&self) -> Vec<(String, LastBeat)> {
+        if self.inner.unsupervised.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
         let now = self.inner.clock.now_mono();
         let mut only: Vec<Arc<Entry>> = Vec::new();
         self.inner.entries.for_each_shard(|table| {
@@ -645,6 +659,32 @@ mod tests {
         names.sort();
         assert_eq!(sorted, names);
         assert_eq!(snapshot, names);
+    }
+
+    /// The count that lets views skip their pass over heartbeat-only names
+    /// follows names made, taken over by a supervised task, and forgotten.
+    #[cfg(feature = "http")]
+    #[test]
+    fn heartbeat_only_names_are_counted_through_their_changes() {
+        let registry = Registry::new();
+        let listed = |r: &Registry| -> Vec<String> {
+            r.unsupervised_beats().into_iter().map(|(n, _)| n).collect()
+        };
+        assert!(listed(&registry).is_empty());
+        registry.heartbeat("a");
+        registry.heartbeat("b");
+        registry.heartbeat("a");
+        assert_eq!(listed(&registry), ["a", "b"]);
+        let settings = crate::Spec::new("a").settings();
+        registry
+            .register("a", settings)
+            .expect("a is heartbeat-only");
+        assert_eq!(listed(&registry), ["b"]);
+        assert!(registry.forget("b"));
+        assert!(listed(&registry).is_empty());
+        assert_eq!(registry.inner.unsupervised.load(Ordering::Relaxed), 0);
+        registry.heartbeat("c");
+        assert_eq!(listed(&registry), ["c"]);
     }
 
     /// The collision-prone shape of an unfinalised FxHash: names that differ

@@ -405,7 +405,7 @@ impl Spec {
         self.blocking_after
     }
 
-    fn settings(&self) -> Settings {
+    pub(crate) fn settings(&self) -> Settings {
         Settings {
             stale_after: self.stale_after,
             blocking_after: self.blocking_after,
