@@ -4,6 +4,7 @@
 //! (which escapes them), numbers with `serde_json`'s own formatting.
 
 use std::cmp::Ordering;
+use std::convert::Infallible;
 use std::io::Write as _;
 use std::sync::Arc;
 
@@ -32,11 +33,24 @@ pub(super) async fn admin_liveness(
     // Names that only beat (`heartbeat(name)`), as the Go endpoint lists
     // them.
     let beats = shared.registry.unsupervised_beats();
-    // About 400 bytes a task: the body is written once, without regrowing.
-    let mut body = Vec::with_capacity(448 * (tasks.len() + beats.len()) + 256);
-    write_document(&mut body, &tasks, &beats, details);
-    respond(StatusCode::OK, "application/json", Body::from(body))
+    // Sent as it is written, a chunk at a time: the client reads the first
+    // tasks while the next are written, and no buffer of the whole document
+    // is ever made.
+    let stream =
+        futures_util::stream::unfold(Document::new(tasks, beats, details), |mut doc| async move {
+            let mut chunk = Vec::with_capacity(CHUNK + 2_048);
+            doc.write_next(&mut chunk, CHUNK)
+                .then_some((Ok::<_, Infallible>(chunk), doc))
+        });
+    respond(
+        StatusCode::OK,
+        "application/json",
+        Body::from_stream(stream),
+    )
 }
+
+/// The size at which a chunk of the document is sent.
+const CHUNK: usize = 64 * 1024;
 
 /// The `/admin/liveness` document: the Go endpoint's `subsystems` map (with
 /// `last_tick_at` and `seconds_ago`), extended with the supervision data,
@@ -44,61 +58,108 @@ pub(super) async fn admin_liveness(
 /// `tasks` and `beats` are each sorted by name; they were read at different
 /// instants, so a name in both (it moved between them) is listed once, as
 /// the task.
-fn write_document(
-    out: &mut Vec<u8>,
-    tasks: &[TaskStatus],
-    beats: &[(String, LastBeat)],
+struct Document {
+    tasks: Vec<TaskStatus>,
+    beats: Vec<(String, LastBeat)>,
     details: bool,
-) {
-    let (mut stale, mut blocked, mut failed) = (Vec::new(), Vec::new(), Vec::new());
-    out.extend_from_slice(b"{\"subsystems\":{");
-    let (mut i, mut j) = (0, 0);
-    loop {
-        let task_first = match (tasks.get(i), beats.get(j)) {
-            (Some(t), Some((name, _))) => match t.name.as_str().cmp(name) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => {
-                    j += 1;
-                    true
-                }
-            },
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => break,
-        };
-        if i + j > 0 {
-            out.push(b',');
-        }
-        if task_first {
-            let t = &tasks[i];
-            let name = t.name.as_str();
-            if t.stale {
-                stale.push(name);
-            }
-            if t.blocked_for.is_some() {
-                blocked.push(name);
-            }
-            if t.state == TaskState::Failed {
-                failed.push(name);
-            }
-            write_task(out, t, details);
-            i += 1;
-        } else {
-            let (name, beat) = &beats[j];
-            write_beat(out, name, beat);
-            j += 1;
+    /// The next task and the next heartbeat-only name to write.
+    next_task: usize,
+    next_beat: usize,
+    /// Indices into `tasks` of the stale, blocked and failed ones.
+    stale: Vec<usize>,
+    blocked: Vec<usize>,
+    failed: Vec<usize>,
+    started: bool,
+    done: bool,
+}
+
+impl Document {
+    fn new(tasks: Vec<TaskStatus>, beats: Vec<(String, LastBeat)>, details: bool) -> Self {
+        Document {
+            tasks,
+            beats,
+            details,
+            next_task: 0,
+            next_beat: 0,
+            stale: Vec::new(),
+            blocked: Vec::new(),
+            failed: Vec::new(),
+            started: false,
+            done: false,
         }
     }
-    out.extend_from_slice(b"},\"healthy\":");
-    flag(out, tasks.iter().all(|t| t.healthy));
-    out.extend_from_slice(b",\"stale\":");
-    value(out, &stale);
-    out.extend_from_slice(b",\"blocked\":");
-    value(out, &blocked);
-    out.extend_from_slice(b",\"failed\":");
-    value(out, &failed);
-    out.push(b'}');
+
+    /// Appends the next part of the document to `out`, stopping once `out`
+    /// holds `limit` bytes; `false` when the document was complete already.
+    fn write_next(&mut self, out: &mut Vec<u8>, limit: usize) -> bool {
+        if self.done {
+            return false;
+        }
+        if !self.started {
+            self.started = true;
+            out.extend_from_slice(b"{\"subsystems\":{");
+        }
+        while out.len() < limit {
+            let (i, j) = (self.next_task, self.next_beat);
+            let task_first = match (self.tasks.get(i), self.beats.get(j)) {
+                (Some(t), Some((name, _))) => match t.name.as_str().cmp(name) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => {
+                        self.next_beat += 1;
+                        true
+                    }
+                },
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => {
+                    self.write_end(out);
+                    self.done = true;
+                    break;
+                }
+            };
+            if i + j > 0 {
+                out.push(b',');
+            }
+            if task_first {
+                let t = &self.tasks[i];
+                if t.stale {
+                    self.stale.push(i);
+                }
+                if t.blocked_for.is_some() {
+                    self.blocked.push(i);
+                }
+                if t.state == TaskState::Failed {
+                    self.failed.push(i);
+                }
+                write_task(out, t, self.details);
+                self.next_task += 1;
+            } else {
+                let (name, beat) = &self.beats[j];
+                write_beat(out, name, beat);
+                self.next_beat += 1;
+            }
+        }
+        true
+    }
+
+    fn write_end(&self, out: &mut Vec<u8>) {
+        let names = |indices: &[usize]| -> Vec<&str> {
+            indices
+                .iter()
+                .map(|&i| self.tasks[i].name.as_str())
+                .collect()
+        };
+        out.extend_from_slice(b"},\"healthy\":");
+        flag(out, self.tasks.iter().all(|t| t.healthy));
+        out.extend_from_slice(b",\"stale\":");
+        value(out, &names(&self.stale));
+        out.extend_from_slice(b",\"blocked\":");
+        value(out, &names(&self.blocked));
+        out.extend_from_slice(b",\"failed\":");
+        value(out, &names(&self.failed));
+        out.push(b'}');
+    }
 }
 
 /// One task: `"name":{...}`.
@@ -296,6 +357,23 @@ mod tests {
         }
     }
 
+    /// The document, written in chunks of at most a few bytes past 100:
+    /// however it is cut, the chunks make the same text.
+    fn whole(mut doc: Document) -> String {
+        let mut out = Vec::new();
+        let mut chunks = 0;
+        loop {
+            let mut chunk = Vec::new();
+            if !doc.write_next(&mut chunk, 100) {
+                break;
+            }
+            chunks += 1;
+            out.extend(chunk);
+        }
+        assert!(chunks > 1);
+        String::from_utf8(out).unwrap()
+    }
+
     /// The text written by hand, field by field, against the expected
     /// document: names in order, nulls where a value is absent, singleton
     /// fields, the heartbeat-only name merged in order (a name in both
@@ -314,9 +392,7 @@ mod tests {
             supervised: false,
         };
         let beats = vec![("b".to_owned(), beat), ("c".to_owned(), beat)];
-        let mut out = Vec::new();
-        write_document(&mut out, &tasks, &beats, false);
-        let text = String::from_utf8(out).unwrap();
+        let text = whole(Document::new(tasks.clone(), beats, false));
         let common = "\"last_tick_at\":\"2026-04-15T10:00:00.000000005Z\",\"seconds_ago\":2,\
             \"age_seconds\":2.5,\"state\":\"running\",\"restarts\":3,\"attempt\":4";
         let health = "\"stale_after_seconds\":60.0,\"blocked\":false,\
@@ -341,9 +417,7 @@ mod tests {
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
         // With details: the message, the quarantined keys and the standby
         // reason.
-        let mut out = Vec::new();
-        write_document(&mut out, &tasks[..1], &[], true);
-        let text = String::from_utf8(out).unwrap();
+        let text = whole(Document::new(tasks[..1].to_vec(), Vec::new(), true));
         assert!(
             text.contains("\"message\":\"bad \\\"row\\\"\\n\""),
             "{text}"
