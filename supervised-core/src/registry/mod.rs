@@ -39,6 +39,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use smol_str::SmolStr;
+
 use crate::clock::{Clock, ManualClock};
 use crate::events::{Event, EventKind, Events};
 
@@ -220,17 +222,19 @@ impl Registry {
     /// table, so that sorting reads no entry.
     fn handles(&self, now: u64, supervised_only: bool) -> Vec<Arc<Entry>> {
         self.sweep(now);
-        let mut keyed: Vec<([u64; 4], Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
+        let mut named: Vec<(SmolStr, Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
         self.inner.entries.for_each_shard(|table| {
             for (name, entry) in table {
                 if (supervised_only && entry.supervision.is_none()) || self.expired(entry, now) {
                     continue;
                 }
-                keyed.push((sort_key(name), entry.clone()));
+                named.push((name.clone(), entry.clone()));
             }
         });
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        keyed.into_iter().map(|(_, e)| e).collect()
+        sort_by_name(named, |(name, _)| name)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect()
     }
 
     /// Registers a supervised task (state [`TaskState::Running`], no heartbeat
@@ -411,14 +415,13 @@ impl Registry {
                     continue;
                 }
                 if let Some(at) = entry.last_tick(&clock) {
-                    beats.push((sort_key(name), name.clone(), at));
+                    beats.push((name.clone(), at));
                 }
             }
         });
-        beats.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        beats
+        sort_by_name(beats, |(name, _)| name)
             .into_iter()
-            .map(|(_, name, at)| (String::from(name.as_str()), at))
+            .map(|(name, at)| (String::from(name.as_str()), at))
             .collect()
     }
 
@@ -503,15 +506,40 @@ impl Registry {
     }
 }
 
-/// The first 32 bytes of `name` as big-endian words: names are not empty
-/// and hold no NUL byte, so the zero-padded words order like the names
-/// themselves, and most comparisons of two names touch neither.
-fn sort_key(name: &str) -> [u64; 4] {
-    let mut bytes = [0u8; 32];
-    let n = name.len().min(32);
-    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
-    let word = |i: usize| u64::from_be_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    [word(0), word(1), word(2), word(3)]
+/// `items` sorted by the name each holds. Names are compared by 16 bytes
+/// taken after the prefix all of them share, as one big-endian integer
+/// (zero-padded: names hold no NUL byte, so a shorter name sorts first, as
+/// it should), and in full only when those bytes are equal: most
+/// comparisons of `tenant-sync-00000700`-like names are then one integer
+/// comparison, on data next to each other.
+fn sort_by_name<T>(items: Vec<T>, name: impl Fn(&T) -> &SmolStr) -> Vec<T> {
+    let shared = match items.split_first() {
+        None => return items,
+        Some((first, rest)) => {
+            let first = name(first).as_bytes();
+            rest.iter().fold(first.len(), |shared, item| {
+                let other = name(item).as_bytes();
+                first[..shared]
+                    .iter()
+                    .zip(other)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+        }
+    };
+    let key = |name: &str| {
+        let mut bytes = [0u8; 16];
+        let rest = &name.as_bytes()[shared..];
+        let n = rest.len().min(16);
+        bytes[..n].copy_from_slice(&rest[..n]);
+        u128::from_be_bytes(bytes)
+    };
+    let mut keyed: Vec<(u128, T)> = items
+        .into_iter()
+        .map(|item| (key(name(&item)), item))
+        .collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(&a.1).cmp(name(&b.1))));
+    keyed.into_iter().map(|(_, item)| item).collect()
 }
 
 /// A duration in nanoseconds, saturating.
@@ -659,6 +687,37 @@ mod tests {
         names.sort();
         assert_eq!(sorted, names);
         assert_eq!(snapshot, names);
+    }
+
+    /// Names sorted by their keys after the shared prefix come out as a
+    /// plain sort of the text puts them, for names of every length around
+    /// the 16 bytes a key holds, sharing prefixes of every length.
+    #[test]
+    fn sorting_by_keys_after_the_shared_prefix_is_sorting_by_name() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        for round in 0..200 {
+            let prefix = "p".repeat(next(40) as usize);
+            let names: Vec<SmolStr> = (0..(1 + next(50)))
+                .map(|_| {
+                    let tail: String = (0..next(24))
+                        .map(|_| ['a', 'b', 'é'][next(3) as usize])
+                        .collect();
+                    SmolStr::new(format!(
+                        "{prefix}{tail}{}",
+                        if round % 2 == 0 { "" } else { "z" }
+                    ))
+                })
+                .collect();
+            let mut expected = names.clone();
+            expected.sort();
+            assert_eq!(sort_by_name(names, |n| n), expected);
+        }
     }
 
     /// The count that lets views skip their pass over heartbeat-only names
