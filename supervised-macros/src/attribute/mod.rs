@@ -36,23 +36,24 @@ struct LenientFn {
     body: Group,
 }
 
+/// The fn's attributes, visibility and signature.
+type Head = (Vec<Attribute>, Visibility, Signature);
+
+fn parse_head(input: ParseStream<'_>) -> syn::Result<Head> {
+    let attrs = input.call(Attribute::parse_outer)?;
+    let vis: Visibility = input.parse()?;
+    let sig: Signature = input.parse()?;
+    Ok((attrs, vis, sig))
+}
+
 impl Parse for LenientFn {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut attrs = input.call(Attribute::parse_outer)?;
-        let vis: Visibility = input.parse()?;
-        let sig: Signature = input.parse()?;
+        let head = parse_head(input)?;
         let group: Group = input.parse()?;
         if group.delimiter() != proc_macro2::Delimiter::Brace {
             return Err(syn::Error::new(group.span(), "expected the fn's body"));
         }
-        let (inner, body) = take_inner_attrs(&group);
-        attrs.extend(inner);
-        Ok(LenientFn {
-            attrs,
-            vis,
-            sig,
-            body,
-        })
+        Ok(LenientFn::new(head, &group))
     }
 }
 
@@ -65,21 +66,20 @@ impl LenientFn {
             Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace => g,
             _ => return syn::parse2(item),
         };
-        let head = |input: ParseStream<'_>| -> syn::Result<_> {
-            let attrs = input.call(Attribute::parse_outer)?;
-            let vis: Visibility = input.parse()?;
-            let sig: Signature = input.parse()?;
-            Ok((attrs, vis, sig))
-        };
-        let (mut attrs, vis, sig) = syn::parse::Parser::parse2(head, trees.into_iter().collect())?;
-        let (inner, body) = take_inner_attrs(&body);
+        let head = syn::parse::Parser::parse2(parse_head, trees.into_iter().collect())?;
+        Ok(LenientFn::new(head, &body))
+    }
+
+    /// The fn, the inner attributes of its body moved out to the others.
+    fn new((mut attrs, vis, sig): Head, body: &Group) -> Self {
+        let (inner, body) = take_inner_attrs(body);
         attrs.extend(inner);
-        Ok(LenientFn {
+        LenientFn {
             attrs,
             vis,
             sig,
             body,
-        })
+        }
     }
 }
 
