@@ -334,11 +334,20 @@ impl Entry {
         if slot.is_some() && self.state() == Some(TaskState::Standby) {
             return false;
         }
-        let resumed = slot.map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed));
-        match self.last_mono().max(resumed) {
+        match self.last_mono().max(self.resumed_mono()) {
             0 => true,
             since => Duration::from_nanos(now_mono.saturating_sub(since)) > threshold,
         }
+    }
+
+    /// Registry-clock stamp of a singleton's last grant, 0 for other
+    /// tasks: a singleton's silence counts from no earlier than this, not
+    /// from before its standby.
+    fn resumed_mono(&self) -> u64 {
+        self.supervision
+            .as_ref()
+            .and_then(|s| s.lease.as_deref())
+            .map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed))
     }
 
     pub(super) fn age(&self, now_mono: u64) -> Option<Duration> {
@@ -524,15 +533,11 @@ impl Entry {
         let since_last_tick = self.age(now_mono);
         // Silence counts from the last beat, or from the start when there
         // was none, and for a singleton not from before its last grant.
-        let resumed = sup
-            .lease
-            .as_deref()
-            .map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed));
         let quiet_since = match self.last_mono() {
             0 => sup.started_mono,
             last => last,
         }
-        .max(resumed);
+        .max(self.resumed_mono());
         let quiet = Duration::from_nanos(now_mono.saturating_sub(quiet_since));
         let late = sup.settings.stale_after.is_some_and(|limit| quiet > limit);
         let stale = !state.is_final()
