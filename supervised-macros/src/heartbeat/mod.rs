@@ -156,8 +156,16 @@ impl Walker {
                     (i + 1, true)
                 }
             }
-            // `*const T` is a pointer type.
-            "const" if i > 0 && is_punct(tokens.get(i - 1), '*') => (i + 1, false),
+            // `*const T` is a pointer type, `&raw const x` a raw borrow.
+            "const"
+                if i > 0
+                    && (is_punct(tokens.get(i - 1), '*')
+                        || (ident_is(tokens.get(i - 1), "raw")
+                            && i > 1
+                            && is_punct(tokens.get(i - 2), '&'))) =>
+            {
+                (i + 1, false)
+            }
             // A `const` block; `const fn` goes on to `fn`; else a `const` item.
             "const" if brace(next) => (i + 2, false),
             "const"
@@ -230,6 +238,15 @@ impl Walker {
         let TokenTree::Group(group) = token else {
             return false;
         };
+        if group.delimiter() == Delimiter::None {
+            // A `macro_rules!` fragment around the block: into the block.
+            let mut inner: Vec<TokenTree> = group.stream().into_iter().collect();
+            let changed = inner
+                .first_mut()
+                .is_some_and(|block| self.instrument(block));
+            *token = TokenTree::Group(regroup(group, inner.into_iter().collect()));
+            return changed;
+        }
         let inner: Vec<TokenTree> = group.stream().into_iter().collect();
         let mut at = 0;
         while is_punct(inner.get(at), '#') && is_punct(inner.get(at + 1), '!') {

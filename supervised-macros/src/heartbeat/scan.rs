@@ -30,8 +30,35 @@ pub(super) fn ident_is(t: Option<&TokenTree>, s: &str) -> bool {
     matches!(t, Some(TokenTree::Ident(i)) if i == s)
 }
 
+/// A brace group, also as a `macro_rules!` fragment (`$body:block`), which
+/// arrives wrapped in an invisible group.
 pub(super) fn brace(t: Option<&TokenTree>) -> bool {
-    matches!(t, Some(TokenTree::Group(g)) if g.delimiter() == Delimiter::Brace)
+    match t {
+        Some(TokenTree::Group(g)) => match g.delimiter() {
+            Delimiter::Brace => true,
+            Delimiter::None => {
+                let mut inner = g.stream().into_iter();
+                matches!((inner.next(), inner.next()), (Some(TokenTree::Group(b)), None) if b.delimiter() == Delimiter::Brace)
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Whether `tokens` hold a macro call: a name, `!`, and a group.
+fn calls_macro(tokens: &[TokenTree]) -> bool {
+    tokens.windows(3).any(|w| {
+        matches!(&w[0], TokenTree::Ident(_))
+            && matches!(&w[1], TokenTree::Punct(p) if p.as_char() == '!' && p.spacing() == Spacing::Alone)
+            && matches!(&w[2], TokenTree::Group(_))
+    })
+}
+
+/// `=>` at `j`.
+fn fat_arrow(tokens: &[TokenTree], j: usize) -> bool {
+    matches!(tokens.get(j), Some(TokenTree::Punct(p)) if p.as_char() == '=' && p.spacing() == Spacing::Joint)
+        && is_punct(tokens.get(j + 1), '>')
 }
 
 /// The index of the body of the `while` or `for` at `keyword`, whose head
@@ -51,9 +78,12 @@ pub(super) fn loop_body(
     let head = &tokens[from..first];
     // A head that is empty, or holds a block or a keyword that takes one,
     // may end at a later group.
+    // A macro call in the head may take a brace group as its input.
     let plain = !head.is_empty()
+        && !calls_macro(head)
+        && !matches!(head.last(), Some(TokenTree::Punct(p)) if p.as_char() == '!')
         && !head.iter().any(|t| match t {
-            TokenTree::Group(g) => g.delimiter() == Delimiter::Brace,
+            TokenTree::Group(g) => matches!(g.delimiter(), Delimiter::Brace | Delimiter::None),
             TokenTree::Punct(p) => p.as_char() == '|' || p.as_char() == '\'',
             TokenTree::Ident(i) => TAKES_BLOCK.iter().any(|k| i == k),
             TokenTree::Literal(_) => false,
@@ -79,28 +109,63 @@ fn parses_as_loop(head: &[TokenTree], kind: &str) -> bool {
     }
 }
 
-/// Past the closure whose parameters start at `i` (a `|` or `||`).
+/// Past the closure whose parameters start at `i` (a `|` or `||`), or
+/// just past that `|` when it does not start one (a match arm's leading
+/// `|`, or an operator): parameters that run into a `;` or a `=>`, or a
+/// body that holds a `=>`, are not a closure's.
 pub(super) fn skip_closure(tokens: &[TokenTree], i: usize) -> usize {
+    let not_a_closure = i + 1;
     let mut j = i + 1;
     let empty = matches!(&tokens[i], TokenTree::Punct(p) if p.spacing() == Spacing::Joint)
         && is_punct(tokens.get(j), '|');
     if empty {
         j += 1;
     } else {
-        while j < tokens.len() && !is_punct(tokens.get(j), '|') {
+        loop {
+            if j >= tokens.len() || is_punct(tokens.get(j), ';') || fat_arrow(tokens, j) {
+                return not_a_closure;
+            }
+            if is_punct(tokens.get(j), '|') {
+                break;
+            }
             j += 1;
         }
         j += 1;
     }
-    // `-> T { .. }`: the body is a block.
+    // `-> T { .. }`: the body is the first block outside the type's `<..>`.
     if is_punct(tokens.get(j), '-') && is_punct(tokens.get(j + 1), '>') {
-        while j < tokens.len() && !brace(tokens.get(j)) {
+        j += 2;
+        let mut angle = 0usize;
+        while j < tokens.len() {
+            match &tokens[j] {
+                TokenTree::Punct(p) if p.as_char() == '<' => angle += 1,
+                TokenTree::Punct(p) if p.as_char() == '>' => angle = angle.saturating_sub(1),
+                TokenTree::Group(_) if angle == 0 && brace(tokens.get(j)) => return j + 1,
+                _ => {}
+            }
             j += 1;
         }
-        return j + 1;
+        return j;
     }
-    // Otherwise an expression, which ends at a `,` or `;` of this level.
-    while j < tokens.len() && !is_punct(tokens.get(j), ',') && !is_punct(tokens.get(j), ';') {
+    // Otherwise an expression, which ends at a `,` or `;` of this level
+    // (not one between a turbofish's `::<` and `>`).
+    let mut turbofish = 0usize;
+    while j < tokens.len() {
+        if let TokenTree::Punct(p) = &tokens[j] {
+            match p.as_char() {
+                ';' => break,
+                ',' if turbofish == 0 => break,
+                '<' if j >= 2
+                    && is_punct(tokens.get(j - 1), ':')
+                    && is_punct(tokens.get(j - 2), ':') =>
+                {
+                    turbofish += 1
+                }
+                '>' if turbofish > 0 => turbofish -= 1,
+                '=' if fat_arrow(tokens, j) => return not_a_closure,
+                _ => {}
+            }
+        }
         j += 1;
     }
     j

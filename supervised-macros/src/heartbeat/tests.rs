@@ -1,6 +1,7 @@
 //! The token walker, checked against a walker over the parsed body.
 
 use super::*;
+use proc_macro2::{Delimiter, Group};
 use quote::{quote, ToTokens};
 use syn::visit_mut::{self, VisitMut};
 
@@ -274,6 +275,103 @@ fn types_bounds_operators_and_attributes_are_not_items_or_closures() {
             step()
         }
     }));
+}
+
+/// Cases an independent review found the token walker reading otherwise
+/// than Rust: each once produced a heartbeat in the wrong place (inside a
+/// macro's input, a closure or a struct literal) or missed a loop.
+#[test]
+fn heads_closures_and_arms_that_once_misled_the_walker() {
+    // A macro call with braces in a loop's head: its input is not the body.
+    agrees(quote!({
+        while let Some(m) = tokio::select! { m = rx.recv() => m, _ = t.cancelled() => None, } {
+            loop {}
+            handle(m);
+        }
+        for x in m! { a } {
+            handle(x)
+        }
+    }));
+    // A closure whose return type holds a block: its body is skipped whole.
+    agrees(quote!({
+        let f = move |x: u8| -> Foo<{ 3 }> { loop {} };
+        let g = || -> <T as Tr<{ 1 }>>::Out { loop {} };
+        match x {
+            A => || -> Foo<{ 1 }> { loop {} },
+            B => loop {},
+        }
+        loop {}
+    }));
+    // A match arm's leading `|` is not a closure.
+    agrees(quote!({
+        match x {
+            A => loop {},
+            B => {}
+        }
+        match x {
+            A => 1,
+            B | C => loop {
+                break 2;
+            },
+        }
+        match x {
+            A => 1,
+            B => f(|y| y),
+            C => loop {},
+        }
+    }));
+    // `&raw const` is a borrow, not a `const` item.
+    agrees(quote!({
+        match k {
+            A => &raw const X,
+            B => loop {},
+        }
+        f(
+            &raw const X,
+            loop {
+                break 1;
+            },
+        );
+    }));
+    // A `|` that finds a `;` before its pair is an operator.
+    agrees(quote!({
+        let m = v as Wrapping<u32> | w;
+        loop {}
+    }));
+    // A comma inside a turbofish does not end a closure's body.
+    agrees(quote!({
+        let f = |x| foo::<A, B>(loop {});
+        loop {}
+    }));
+}
+
+/// A loop body or a `while` head given by a `macro_rules!` fragment arrives
+/// in an invisible group: the heartbeat goes into the block inside it, and
+/// a struct literal after it is left alone.
+#[test]
+fn blocks_from_macro_fragments_are_loop_bodies() {
+    let fragment = |body: TokenStream| {
+        TokenTree::Group(Group::new(
+            Delimiter::None,
+            TokenTree::Group(group(body)).into(),
+        ))
+    };
+    let body_a = fragment(quote!({
+        step();
+        loop {}
+    }));
+    let body_b = fragment(quote!({ step() }));
+    let body_c = fragment(quote!({ step() }));
+    let (found, s) = injected(quote!({
+        for x in xs #body_a let s = S { a: 1 };
+        while c #body_b let t = S { a: 2 };
+        loop #body_c
+    }));
+    assert_eq!(found.loops, 3, "{s}");
+    assert!(s.contains("forxinxs{beat();step();loop{}}"), "{s}");
+    assert!(s.contains("whilec{beat();step()}"), "{s}");
+    assert!(s.contains("loop{beat();step()}"), "{s}");
+    assert!(s.contains("S{a:1}") && s.contains("S{a:2}"), "{s}");
 }
 
 #[test]
