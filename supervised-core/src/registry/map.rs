@@ -7,9 +7,11 @@
 //! Each name is hashed once per operation; the hash picks the shard (from
 //! bits the table does not use) and the slot. Names are stored inline in the
 //! table when short (up to 23 bytes), so that a lookup or a view compares
-//! and copies them without following a pointer.
+//! and copies them without following a pointer. The map also counts its
+//! heartbeat-only entries, in the operations that add and remove entries.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hashbrown::HashTable;
@@ -36,6 +38,8 @@ struct Shard(RwLock<Table>);
 pub(super) struct Names {
     shards: Box<[Shard]>,
     hasher: foldhash::fast::RandomState,
+    /// How many heartbeat-only entries the map holds.
+    unsupervised: AtomicUsize,
 }
 
 impl Default for Names {
@@ -45,15 +49,16 @@ impl Default for Names {
                 .map(|_| Shard(RwLock::new(HashTable::new())))
                 .collect(),
             hasher: foldhash::fast::RandomState::default(),
+            unsupervised: AtomicUsize::new(0),
         }
     }
 }
 
 /// A name, hashed: where it lives.
 #[derive(Clone, Copy)]
-pub(super) struct Key<'a> {
-    pub(super) name: &'a str,
-    pub(super) hash: u64,
+struct Key<'a> {
+    name: &'a str,
+    hash: u64,
 }
 
 impl Key<'_> {
@@ -65,14 +70,14 @@ impl Key<'_> {
     }
 
     /// Whether `slot` holds this name.
-    pub(super) fn is(self, slot: &Slot) -> bool {
+    fn is(self, slot: &Slot) -> bool {
         slot.0.as_str() == self.name
     }
 }
 
 impl Names {
     /// `name`, hashed.
-    pub(super) fn key<'a>(&self, name: &'a str) -> Key<'a> {
+    fn key<'a>(&self, name: &'a str) -> Key<'a> {
         Key {
             name,
             hash: self.hasher.hash_one(name),
@@ -80,21 +85,108 @@ impl Names {
     }
 
     /// The hash of a stored slot, for the table's resizing.
-    pub(super) fn rehash(&self) -> impl Fn(&Slot) -> u64 + '_ {
+    fn rehash(&self) -> impl Fn(&Slot) -> u64 + '_ {
         |slot| self.hasher.hash_one(slot.0.as_str())
     }
 
     /// The shard of `key`, for reading.
-    pub(super) fn read(&self, key: Key<'_>) -> RwLockReadGuard<'_, Table> {
+    fn read(&self, key: Key<'_>) -> RwLockReadGuard<'_, Table> {
         read(&self.shards[key.shard()])
     }
 
     /// The shard of `key`, for writing.
-    pub(super) fn write(&self, key: Key<'_>) -> RwLockWriteGuard<'_, Table> {
+    fn write(&self, key: Key<'_>) -> RwLockWriteGuard<'_, Table> {
         self.shards[key.shard()]
             .0
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts `entry` in or out of the heartbeat-only entries.
+    fn count(&self, entry: &Entry, added: bool) {
+        if entry.supervision.is_none() {
+            if added {
+                self.unsupervised.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.unsupervised.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// How many heartbeat-only entries the map holds.
+    pub(super) fn unsupervised(&self) -> usize {
+        self.unsupervised.load(Ordering::Relaxed)
+    }
+
+    /// Puts `entry` under its name, unless `keep(held)` says the entry
+    /// holding the name stays (`Err`). Returns the entry it replaced.
+    pub(super) fn insert(
+        &self,
+        entry: &Arc<Entry>,
+        keep: impl FnOnce(&Entry) -> bool,
+    ) -> Result<Option<Arc<Entry>>, ()> {
+        let key = self.key(&entry.name);
+        let mut table = self.write(key);
+        match table.find_mut(key.hash, |slot| key.is(slot)) {
+            Some(held) => {
+                if keep(&held.1) {
+                    return Err(());
+                }
+                let replaced = std::mem::replace(&mut held.1, entry.clone());
+                self.count(&replaced, false);
+                self.count(entry, true);
+                Ok(Some(replaced))
+            }
+            None => {
+                table.insert_unique(key.hash, (entry.name.clone(), entry.clone()), self.rehash());
+                self.count(entry, true);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The entry holding `fresh`'s name, or `fresh`, put there.
+    pub(super) fn get_or_insert(&self, fresh: Arc<Entry>) -> Arc<Entry> {
+        let key = self.key(&fresh.name);
+        let mut table = self.write(key);
+        if let Some(held) = table.find(key.hash, |slot| key.is(slot)) {
+            return held.1.clone();
+        }
+        table.insert_unique(key.hash, (fresh.name.clone(), fresh.clone()), self.rehash());
+        self.count(&fresh, true);
+        fresh
+    }
+
+    /// Removes the entry of `name` if `remove(entry)` says so, and returns
+    /// it.
+    pub(super) fn remove_if(
+        &self,
+        name: &str,
+        remove: impl FnOnce(&Arc<Entry>) -> bool,
+    ) -> Option<Arc<Entry>> {
+        let key = self.key(name);
+        let mut table = self.write(key);
+        let slot = table
+            .find_entry(key.hash, |slot| key.is(slot))
+            .ok()
+            .filter(|slot| remove(&slot.get().1))?;
+        let ((_, entry), _) = slot.remove();
+        self.count(&entry, false);
+        Some(entry)
+    }
+
+    /// Keeps the entries `keep` says to keep, each shard locked in turn.
+    pub(super) fn retain(&self, mut keep: impl FnMut(&Arc<Entry>) -> bool) {
+        for shard in self.shards.iter() {
+            let mut table = shard.0.write().unwrap_or_else(PoisonError::into_inner);
+            table.retain(|(_, entry)| {
+                let kept = keep(entry);
+                if !kept {
+                    self.count(entry, false);
+                }
+                kept
+            });
+        }
     }
 
     /// The entry of `name`.
@@ -112,13 +204,6 @@ impl Names {
         }
     }
 
-    /// Every shard in turn, each locked for writing while `f` runs on it.
-    pub(super) fn for_each_shard_mut(&self, mut f: impl FnMut(&mut Table)) {
-        for shard in self.shards.iter() {
-            f(&mut shard.0.write().unwrap_or_else(PoisonError::into_inner));
-        }
-    }
-
     /// How many names the map holds (each shard read in turn).
     pub(super) fn len(&self) -> usize {
         let mut n = 0;
@@ -126,11 +211,19 @@ impl Names {
         n
     }
 
-    /// Groups `keys` by shard: indices into `keys`, shard by shard, with
-    /// where each shard's run starts (a counting sort).
-    pub(super) fn by_shard(keys: &[Key<'_>]) -> (Vec<u32>, [usize; SHARDS + 1]) {
+    /// Calls `f` with the index of each of `names` and its entry (`None`
+    /// when the map has none): all the names are hashed first, then looked
+    /// up shard by shard, each shard locked once, so that lookups in one
+    /// shard do not wait for each other's memory reads.
+    pub(super) fn lookup_each(
+        &self,
+        names: &[&str],
+        mut f: impl FnMut(usize, Option<&Arc<Entry>>),
+    ) {
+        let keys: Vec<Key<'_>> = names.iter().map(|name| self.key(name)).collect();
+        // A counting sort of the indices by shard.
         let mut starts = [0usize; SHARDS + 1];
-        for key in keys {
+        for key in &keys {
             starts[key.shard() + 1] += 1;
         }
         for i in 0..SHARDS {
@@ -143,16 +236,20 @@ impl Names {
             order[next[shard]] = i as u32;
             next[shard] += 1;
         }
-        (order, starts)
+        for (shard, run) in starts.windows(2).enumerate() {
+            if run[0] == run[1] {
+                continue;
+            }
+            let table = read(&self.shards[shard]);
+            for &i in &order[run[0]..run[1]] {
+                let key = keys[i as usize];
+                f(
+                    i as usize,
+                    table.find(key.hash, |slot| key.is(slot)).map(|(_, e)| e),
+                );
+            }
+        }
     }
-
-    /// Shard `i`, for reading.
-    pub(super) fn read_shard(&self, i: usize) -> RwLockReadGuard<'_, Table> {
-        read(&self.shards[i])
-    }
-
-    /// The number of shards.
-    pub(super) const SHARDS: usize = SHARDS;
 
     #[cfg(test)]
     pub(super) fn hasher(&self) -> &foldhash::fast::RandomState {

@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -80,9 +80,6 @@ pub(crate) struct Inner {
     retain_finished: AtomicU64,
     /// Registry-clock stamp of the next sweep of finished tasks.
     next_sweep: AtomicU64,
-    /// How many heartbeat-only names the map holds, so that a view that
-    /// lists them apart skips its pass when there are none.
-    unsupervised: AtomicUsize,
     events: Events,
 }
 
@@ -123,7 +120,6 @@ impl Registry {
                 entries: Names::default(),
                 retain_finished: AtomicU64::new(nanos(DEFAULT_RETAIN_FINISHED)),
                 next_sweep: AtomicU64::new(0),
-                unsupervised: AtomicUsize::new(0),
                 events: Events::new(),
             }),
         }
@@ -199,14 +195,12 @@ impl Registry {
         {
             return;
         }
-        self.inner.entries.for_each_shard_mut(|table| {
-            table.retain(|(_, entry)| {
-                let keep = !self.expired(entry, now);
-                if !keep {
-                    entry.mark_removed();
-                }
-                keep
-            })
+        self.inner.entries.retain(|entry| {
+            let keep = !self.expired(entry, now);
+            if !keep {
+                entry.mark_removed();
+            }
+            keep
         });
     }
 
@@ -243,27 +237,13 @@ impl Registry {
         let now = self.inner.clock.now_mono();
         self.sweep(now);
         let entry = Arc::new(Entry::new(name, &self.inner.clock, Some(settings)));
-        let entries = &self.inner.entries;
-        let key = entries.key(name);
-        let mut table = entries.write(key);
-        match table.find_mut(key.hash, |slot| key.is(slot)) {
-            Some(held) => {
-                if held.1.state().is_some_and(|s| !s.is_final()) {
-                    return Err(NameTaken);
-                }
-                if held.1.supervision.is_none() {
-                    self.inner.unsupervised.fetch_sub(1, Ordering::Relaxed);
-                }
-                held.1.mark_removed();
-                held.1 = entry.clone();
-            }
-            None => {
-                table.insert_unique(
-                    key.hash,
-                    (entry.name.clone(), entry.clone()),
-                    entries.rehash(),
-                );
-            }
+        let replaced = self
+            .inner
+            .entries
+            .insert(&entry, |held| held.state().is_some_and(|s| !s.is_final()))
+            .map_err(|()| NameTaken)?;
+        if let Some(replaced) = replaced {
+            replaced.mark_removed();
         }
         Ok(entry)
     }
@@ -341,16 +321,13 @@ impl Registry {
             // A finished task past its retention: the name is free again,
             // for a heartbeat-only entry.
             Some(expired) => {
-                let entries = &self.inner.entries;
-                let key = entries.key(name);
-                let mut table = entries.write(key);
-                if let Ok(slot) = table.find_entry(key.hash, |slot| {
-                    key.is(slot) && Arc::ptr_eq(&slot.1, &expired)
-                }) {
-                    slot.remove();
-                    expired.mark_removed();
+                if let Some(removed) = self
+                    .inner
+                    .entries
+                    .remove_if(name, |held| Arc::ptr_eq(held, &expired))
+                {
+                    removed.mark_removed();
                 }
-                drop(table);
                 self.heartbeat_only(name)
             }
             None => {
@@ -370,21 +347,7 @@ impl Registry {
     /// (another thread may have made one first: that one is returned).
     fn heartbeat_only(&self, name: &str) -> Arc<Entry> {
         let fresh = Arc::new(Entry::new(name, &self.inner.clock, None));
-        let entries = &self.inner.entries;
-        let key = entries.key(name);
-        let mut table = entries.write(key);
-        match table.find(key.hash, |slot| key.is(slot)) {
-            Some(held) => held.1.clone(),
-            None => {
-                table.insert_unique(
-                    key.hash,
-                    (fresh.name.clone(), fresh.clone()),
-                    entries.rehash(),
-                );
-                self.inner.unsupervised.fetch_add(1, Ordering::Relaxed);
-                fresh
-            }
-        }
+        self.inner.entries.get_or_insert(fresh)
     }
 
     /// The time of the last heartbeat of `name`; `None` if it never beat or is
@@ -435,27 +398,12 @@ impl Registry {
     /// stale names in the order given (a name given twice is listed twice).
     pub fn is_healthy(&self, names: &[&str], stale_threshold: Duration) -> (bool, Vec<String>) {
         let now = self.inner.clock.now_mono();
-        let entries = &self.inner.entries;
-        // Hashed first, then looked up shard by shard, each shard locked
-        // once: no handle is taken, and lookups in one shard do not wait for
-        // each other's memory reads.
-        let keys: Vec<map::Key<'_>> = names.iter().map(|name| entries.key(name)).collect();
-        let (order, starts) = Names::by_shard(&keys);
         let mut stale = vec![false; names.len()];
-        for shard in 0..Names::SHARDS {
-            let run = &order[starts[shard]..starts[shard + 1]];
-            if run.is_empty() {
-                continue;
-            }
-            let table = entries.read_shard(shard);
-            for &i in run {
-                let key = keys[i as usize];
-                stale[i as usize] = table
-                    .find(key.hash, |slot| key.is(slot))
-                    .filter(|(_, e)| !self.expired(e, now))
-                    .is_none_or(|(_, e)| e.stale_by(now, stale_threshold));
-            }
-        }
+        self.inner.entries.lookup_each(names, |i, entry| {
+            stale[i] = entry
+                .filter(|e| !self.expired(e, now))
+                .is_none_or(|e| e.stale_by(now, stale_threshold));
+        });
         let stale: Vec<String> = names
             .iter()
             .zip(stale)
@@ -487,21 +435,16 @@ impl Registry {
     /// Removes `name` unless a live supervised task holds it. Returns whether an
     /// entry was removed.
     pub fn forget(&self, name: &str) -> bool {
-        let entries = &self.inner.entries;
-        let key = entries.key(name);
-        let mut table = entries.write(key);
-        match table.find_entry(key.hash, |slot| {
-            key.is(slot) && slot.1.state().is_none_or(|s| s.is_final())
-        }) {
-            Ok(slot) => {
-                let ((_, entry), _) = slot.remove();
-                if entry.supervision.is_none() {
-                    self.inner.unsupervised.fetch_sub(1, Ordering::Relaxed);
-                }
+        let removed = self
+            .inner
+            .entries
+            .remove_if(name, |held| held.state().is_none_or(|s| s.is_final()));
+        match removed {
+            Some(entry) => {
                 entry.mark_removed();
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     }
 }
@@ -596,22 +539,22 @@ impl Registry {
     /// copying the supervised tasks' names a second time.
     #[cfg(feature = "http")]
     pub(crate) fn unsupervised_beats(&self) -> Vec<(String, LastBeat)> {
-        if self.inner.unsupervised.load(Ordering::Relaxed) == 0 {
+        if self.inner.entries.unsupervised() == 0 {
             return Vec::new();
         }
         let now = self.inner.clock.now_mono();
-        let mut only: Vec<Arc<Entry>> = Vec::new();
+        let mut only: Vec<(SmolStr, Arc<Entry>)> = Vec::new();
         self.inner.entries.for_each_shard(|table| {
             only.extend(
                 table
                     .iter()
                     .filter(|(_, e)| e.supervision.is_none())
-                    .map(|(_, e)| e.clone()),
+                    .cloned(),
             )
         });
-        only.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        only.iter()
-            .filter_map(|e| {
+        sort_by_name(only, |(name, _)| name)
+            .iter()
+            .filter_map(|(_, e)| {
                 let beat = LastBeat {
                     at: e.last_tick(&self.inner.clock)?,
                     age: e.age(now)?,
@@ -741,7 +684,7 @@ mod tests {
         assert_eq!(listed(&registry), ["b"]);
         assert!(registry.forget("b"));
         assert!(listed(&registry).is_empty());
-        assert_eq!(registry.inner.unsupervised.load(Ordering::Relaxed), 0);
+        assert_eq!(registry.inner.entries.unsupervised(), 0);
         registry.heartbeat("c");
         assert_eq!(listed(&registry), ["c"]);
     }
