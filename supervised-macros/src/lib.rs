@@ -20,6 +20,7 @@ mod duration;
 mod errors;
 mod heartbeat;
 mod spawn_all;
+mod tokens;
 
 /// Turns an `async fn` into a fn that returns a supervised `Task`.
 ///

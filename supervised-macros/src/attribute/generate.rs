@@ -237,21 +237,13 @@ fn turbofish(sig: &Signature) -> TokenStream {
         })
         .collect();
     let impl_trait = sig.inputs.iter().any(|input| match input {
-        FnArg::Typed(t) => mentions_impl(t.ty.to_token_stream()),
+        FnArg::Typed(t) => crate::tokens::mentions(&t.ty.to_token_stream(), &["impl"]),
         FnArg::Receiver(_) => false,
     });
     if names.is_empty() || impl_trait {
         return TokenStream::new();
     }
     quote!(::<#(#names),*>)
-}
-
-fn mentions_impl(tokens: TokenStream) -> bool {
-    tokens.into_iter().any(|t| match t {
-        proc_macro2::TokenTree::Ident(i) => i == "impl",
-        proc_macro2::TokenTree::Group(g) => mentions_impl(g.stream()),
-        _ => false,
-    })
 }
 
 fn duration(pm: &Trees, d: Dur) -> TokenStream {

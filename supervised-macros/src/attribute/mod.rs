@@ -175,7 +175,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 
     // Only the per-attempt fn of `#[instrument]` needs to know.
-    let names_self = instrument.is_some() && names_self(&item);
+    let names_self = instrument.is_some() && crate::tokens::mentions(&item, &["Self"]);
     let krate = args.krate();
     let ctx = hidden_ctx();
     let beat = quote!(#krate::__private::Context::heartbeat(&#ctx));
@@ -245,15 +245,6 @@ fn no_heartbeat_site(sig: &Signature, unseen: Option<&(String, Span)>) -> String
          Context` and call `ctx.heartbeat()` where the task makes progress, or write the \
          loop in the fn's own body (not inside a macro, closure or async block)"
     )
-}
-
-/// `Self` anywhere in `tokens`.
-fn names_self(tokens: &TokenStream) -> bool {
-    tokens.clone().into_iter().any(|t| match t {
-        TokenTree::Ident(i) => i == "Self",
-        TokenTree::Group(g) => names_self(&g.stream()),
-        _ => false,
-    })
 }
 
 /// The errors, and the fn the call sites expect: same name and arguments,

@@ -13,8 +13,8 @@ use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 mod scan;
 
 use scan::{
-    brace, has_loop_keyword, ident_is, is_punct, loop_body, macro_path, skip_closure, skip_item,
-    skip_past_semi, BEFORE_EXPR, KEYWORDS,
+    brace, ident_is, is_punct, loop_body, macro_path, skip_closure, skip_item, skip_past_semi,
+    BEFORE_EXPR, KEYWORDS,
 };
 
 /// What injection found in a body.
@@ -207,7 +207,7 @@ impl Walker {
             {
                 if self.found.unseen.is_none() {
                     if let Some(TokenTree::Group(g)) = tokens.get(i + 2) {
-                        if has_loop_keyword(&g.stream()) {
+                        if crate::tokens::mentions(&g.stream(), &["loop", "while", "for"]) {
                             let span = tokens[i].span();
                             self.found.unseen = Some((macro_path(tokens, i), span));
                         }

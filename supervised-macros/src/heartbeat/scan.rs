@@ -216,11 +216,3 @@ pub(super) fn macro_path(tokens: &[TokenTree], i: usize) -> String {
     }
     tokens[start..=i].iter().map(ToString::to_string).collect()
 }
-
-pub(super) fn has_loop_keyword(tokens: &TokenStream) -> bool {
-    tokens.clone().into_iter().any(|t| match t {
-        TokenTree::Ident(i) => i == "loop" || i == "while" || i == "for",
-        TokenTree::Group(g) => has_loop_keyword(&g.stream()),
-        _ => false,
-    })
-}
