@@ -215,13 +215,9 @@ impl Registry {
     /// shard is locked), each with a sort key made from the name in the
     /// table, so that sorting reads no entry.
     fn handles(&self, now: u64, supervised_only: bool) -> Vec<Arc<Entry>> {
-        self.sweep(now);
         let mut named: Vec<(SmolStr, Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
-        self.inner.entries.for_each_shard(|table| {
-            for (name, entry) in table {
-                if (supervised_only && entry.supervision.is_none()) || self.expired(entry, now) {
-                    continue;
-                }
+        self.for_each_live(now, |name, entry| {
+            if !supervised_only || entry.supervision.is_some() {
                 named.push((name.clone(), entry.clone()));
             }
         });
@@ -229,6 +225,20 @@ impl Registry {
             .into_iter()
             .map(|(_, e)| e)
             .collect()
+    }
+
+    /// Calls `f` on every entry but the expired ones (removed first, when a
+    /// sweep is due), one shard locked at a time: `f` allocates nothing but
+    /// handles and inline names.
+    fn for_each_live(&self, now: u64, mut f: impl FnMut(&SmolStr, &Arc<Entry>)) {
+        self.sweep(now);
+        self.inner.entries.for_each_shard(|table| {
+            for (name, entry) in table {
+                if !self.expired(entry, now) {
+                    f(name, entry);
+                }
+            }
+        });
     }
 
     /// Registers a supervised task (state [`TaskState::Running`], no heartbeat
@@ -366,20 +376,13 @@ impl Registry {
     pub fn snapshot(&self) -> BTreeMap<String, SystemTime> {
         let clock = self.inner.clock.anchored();
         let now = clock.now_mono();
-        self.sweep(now);
-        // Read shard by shard, each entry once, the names taken from the
-        // tables (inline when short); sorted before the owned names are
-        // made, so that they are allocated in order and the map's own sort
-        // finds one run.
+        // Each entry read once, the names taken from the tables (inline
+        // when short); sorted before the owned names are made, so that they
+        // are allocated in order and the map's own sort finds one run.
         let mut beats = Vec::with_capacity(self.inner.entries.len());
-        self.inner.entries.for_each_shard(|table| {
-            for (name, entry) in table {
-                if self.expired(entry, now) {
-                    continue;
-                }
-                if let Some(at) = entry.last_tick(&clock) {
-                    beats.push((name.clone(), at));
-                }
+        self.for_each_live(now, |name, entry| {
+            if let Some(at) = entry.last_tick(&clock) {
+                beats.push((name.clone(), at));
             }
         });
         sort_by_name(beats, |(name, _)| name)

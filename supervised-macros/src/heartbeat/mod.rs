@@ -43,13 +43,12 @@ pub(crate) fn inject(body: &Group, beat: &TokenStream) -> (Group, Injected) {
         beat: beat.clone(),
         found: Injected::default(),
     };
-    let mut tokens: Vec<TokenTree> = body.stream().into_iter().collect();
-    let out = if walker.walk(&mut tokens) {
-        regroup(body, tokens.into_iter().collect())
-    } else {
-        body.clone()
-    };
-    (out, walker.found)
+    let mut out = TokenTree::Group(body.clone());
+    walker.enter(&mut out);
+    match out {
+        TokenTree::Group(out) => (out, walker.found),
+        _ => unreachable!("a group stays a group"),
+    }
 }
 
 /// `stream` in a group like `like`, with its span.
