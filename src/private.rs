@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::task::{Context as Cx, Poll};
 
 pub use ::core::time::Duration;
+pub use ::std::boxed::Box;
 pub use supervised_core::{
     BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec,
     Strategy, Task, TaskOutput, DEFAULT_QUARANTINE_INITIAL, DEFAULT_QUARANTINE_MAX,
@@ -17,19 +18,20 @@ pub use supervised_macros::__spawn_all;
 
 /// The future of one attempt of a `#[supervised]` fn, with its output turned
 /// into the attempt's outcome. Fixes the output to the fn's declared return
-/// type `R` (also when the body never returns, in every edition) and checks,
-/// once and at the return type, that `R` is one a supervised fn may return.
+/// type `R` (also when the body never returns, in every edition: the boxed
+/// body's output is inferred from it) and checks, once and at the return
+/// type, that `R` is one a supervised fn may return.
 ///
-/// The body is boxed as it is, and its output converted by a wrapper future
+/// The body comes boxed, and its output is converted by a wrapper future
 /// which is generic over the return type only: fns that return the same type
-/// share one conversion instead of each compiling a wrapper of its own.
+/// share this fn and the conversion, instead of each compiling copies of
+/// their own.
 #[inline]
-pub fn attempt<R, F>(attempt: F) -> BoxedAttempt
+pub fn attempt<R>(body: Box<dyn Future<Output = R> + Send + 'static>) -> BoxedAttempt
 where
     R: TaskOutput,
-    F: Future<Output = R> + Send + 'static,
 {
-    Box::pin(Outcome::<R>(Box::pin(attempt)))
+    Box::pin(Outcome::<R>(Box::into_pin(body)))
 }
 
 /// The body of one attempt, its output turned into the attempt's outcome.

@@ -87,18 +87,17 @@ impl Task {
         }
     }
 
-    /// Packages `f`, whose futures already give the outcome of an attempt.
-    /// Used by the code `#[supervised]` generates, which checks the fn's
-    /// return type once, at the return type. Not public API.
+    /// Packages `factory`, whose futures already give the outcome of an
+    /// attempt. Used by the code `#[supervised]` generates, which checks the
+    /// fn's return type once, at the return type, and boxes the factory
+    /// itself, so that this fn is compiled once, not once per fn. Not public
+    /// API.
     #[doc(hidden)]
-    pub fn from_outcomes<F>(spec: Spec, f: F) -> Task
-    where
-        F: FnMut(Context) -> BoxedAttempt + Send + 'static,
-    {
-        Task {
-            spec,
-            factory: Box::new(f),
-        }
+    pub fn from_outcomes(
+        spec: Spec,
+        factory: Box<dyn FnMut(Context) -> BoxedAttempt + Send + 'static>,
+    ) -> Task {
+        Task { spec, factory }
     }
 
     /// The task's name.

@@ -129,8 +129,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
                 let (pat, ty, cfgs) = (&c.pat, &c.ty, &c.cfgs);
                 quote!(#(#cfgs)* let #pat: #ty = #user_ctx_value;)
             });
-            let attempt =
-                quote_spanned!(output_span=> #pm::attempt::<#output, _>(async move #body));
+            let attempt = quote_spanned!(output_span=> #pm::attempt::<#output>(#pm::Box::new(async move #body)));
             quote! {
                 #bind_ctx
                 #attempt
@@ -185,7 +184,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
                 nested = Some(def);
                 quote!(#inner #turbofish (#(#call),*))
             };
-            quote_spanned!(output_span=> #pm::attempt::<#output, _>(#call))
+            quote_spanned!(output_span=> #pm::attempt::<#output>(#pm::Box::new(#call)))
         }
     };
 
@@ -195,7 +194,8 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
             #attempt
         }
     };
-    let task = quote!(#pm::Task::from_outcomes(#pm::Spec::new(#task_name) #spec, #closure));
+    let task =
+        quote!(#pm::Task::from_outcomes(#pm::Spec::new(#task_name) #spec, #pm::Box::new(#closure)));
     let fn_token = sig.fn_token;
     let generics = &sig.generics;
     let where_clause = &sig.generics.where_clause;
