@@ -35,8 +35,8 @@ impl Streak {
     pub(super) fn new(spec: &Spec) -> Self {
         Streak {
             length: 0,
-            rng: (spec.backoff.jitter != Jitter::None).then(Rng::from_entropy),
-            restarts: spec.limit.map(|_| VecDeque::new()),
+            rng: (spec.policy.backoff.jitter != Jitter::None).then(Rng::from_entropy),
+            restarts: spec.policy.limit.map(|_| VecDeque::new()),
         }
     }
 
@@ -81,19 +81,22 @@ pub(super) fn decide(
         }
         return Err(finish(entry, Exit::Cancelled));
     }
-    if failure.is_none() && spec.restart != RestartPolicy::Always {
+    if failure.is_none() && spec.policy.restart != RestartPolicy::Always {
         tracing::debug!(task = name, attempt, "supervised task completed");
         return Err(finish(entry, Exit::Completed));
     }
-    if started.elapsed() >= spec.backoff.reset_after {
+    if started.elapsed() >= spec.policy.backoff.reset_after {
         streak.length = 0;
     }
     let delay = match streak.rng.as_mut() {
-        Some(rng) => spec.backoff.jittered_delay(streak.length, rng.next_u64()),
-        None => spec.backoff.delay(streak.length),
+        Some(rng) => spec
+            .policy
+            .backoff
+            .jittered_delay(streak.length, rng.next_u64()),
+        None => spec.policy.backoff.delay(streak.length),
     };
 
-    let give_up = match (&failure, spec.restart) {
+    let give_up = match (&failure, spec.policy.restart) {
         (Some(_), RestartPolicy::Never) => Some(GaveUp::NoRestart),
         _ => limit_reached(spec, streak, crate::clock::deadline_after(delay)),
     };
@@ -106,7 +109,7 @@ pub(super) fn decide(
             )
         });
         log_failure(name, &failure, entry.restarts(), Next::GiveUp(&reason));
-        if let Some(parent) = &spec.escalate {
+        if let Some(parent) = &spec.policy.escalate {
             parent.cancel();
         }
         return Err(finish(entry, Exit::Failed { reason, failure }));
@@ -128,7 +131,7 @@ pub(super) fn decide(
 /// Would a restart at `next_start` make more than `max_restarts` restarts
 /// (attempt starts) within one window of length `within`?
 fn limit_reached(spec: &Spec, streak: &mut Streak, next_start: Instant) -> Option<GaveUp> {
-    let limit = spec.limit?;
+    let limit = spec.policy.limit?;
     let restarts = streak.restarts.as_mut()?;
     while restarts
         .front()

@@ -3,7 +3,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -206,19 +206,55 @@ impl fmt::Display for GaveUp {
 #[derive(Clone, Debug)]
 pub struct Spec {
     name: String,
-    backoff: Backoff,
-    restart: RestartPolicy,
-    limit: Option<RestartLimit>,
-    escalate: Option<CancellationToken>,
-    stale_after: Option<Duration>,
-    on_stale: OnStale,
-    grace: Duration,
-    blocking_after: Duration,
-    expects_heartbeat: bool,
-    quarantine: crate::isolate::Policy,
+    /// Shared by every spec made from the same builder calls: tasks with the
+    /// default policy all point at one, and a builder call copies it first
+    /// (copy on write). The supervisor keeps its spec for the task's whole
+    /// life, so this is memory every task pays for.
+    pub(crate) policy: Arc<Policy>,
     registry: Option<Registry>,
-    lease: Option<SharedLease>,
-    lease_from_group: bool,
+}
+
+/// The part of a [`Spec`] that tasks share: everything but the name and the
+/// registry.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub(crate) backoff: Backoff,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) limit: Option<RestartLimit>,
+    pub(crate) stale_after: Option<Duration>,
+    pub(crate) on_stale: OnStale,
+    pub(crate) grace: Duration,
+    pub(crate) blocking_after: Duration,
+    pub(crate) expects_heartbeat: bool,
+    pub(crate) quarantine: crate::isolate::Policy,
+    pub(crate) lease_from_group: bool,
+    pub(crate) lease: Option<SharedLease>,
+    pub(crate) escalate: Option<CancellationToken>,
+}
+
+impl Policy {
+    /// The default policy, shared by every spec that does not change it.
+    fn shared_default() -> Arc<Policy> {
+        static DEFAULT: OnceLock<Arc<Policy>> = OnceLock::new();
+        DEFAULT
+            .get_or_init(|| {
+                Arc::new(Policy {
+                    backoff: Backoff::default(),
+                    restart: RestartPolicy::OnFailure,
+                    limit: None,
+                    stale_after: None,
+                    on_stale: OnStale::Report,
+                    grace: DEFAULT_GRACE,
+                    blocking_after: DEFAULT_BLOCKING_AFTER,
+                    expects_heartbeat: true,
+                    quarantine: crate::isolate::Policy::default(),
+                    lease_from_group: false,
+                    lease: None,
+                    escalate: None,
+                })
+            })
+            .clone()
+    }
 }
 
 impl Spec {
@@ -229,20 +265,14 @@ impl Spec {
     pub fn new(name: impl Into<String>) -> Self {
         Spec {
             name: name.into(),
-            backoff: Backoff::default(),
-            restart: RestartPolicy::OnFailure,
-            limit: None,
-            escalate: None,
-            stale_after: None,
-            on_stale: OnStale::Report,
-            grace: DEFAULT_GRACE,
-            blocking_after: DEFAULT_BLOCKING_AFTER,
-            expects_heartbeat: true,
-            quarantine: crate::isolate::Policy::default(),
+            policy: Policy::shared_default(),
             registry: None,
-            lease: None,
-            lease_from_group: false,
         }
+    }
+
+    /// The policy, copied first if another spec shares it.
+    fn policy_mut(&mut self) -> &mut Policy {
+        Arc::make_mut(&mut self.policy)
     }
 
     /// The task's name.
@@ -258,45 +288,45 @@ impl Spec {
 
     /// Replaces the whole backoff policy.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
+        self.policy_mut().backoff = backoff;
         self
     }
 
     /// The first restart delay (default 1 s).
     pub fn backoff_initial(mut self, initial: Duration) -> Self {
-        self.backoff.initial = initial;
+        self.policy_mut().backoff.initial = initial;
         self
     }
 
     /// The largest restart delay (default 30 s).
     pub fn backoff_max(mut self, max: Duration) -> Self {
-        self.backoff.max = max;
+        self.policy_mut().backoff.max = max;
         self
     }
 
     /// Randomises delays (default [`Jitter::None`]).
     pub fn jitter(mut self, jitter: Jitter) -> Self {
-        self.backoff.jitter = jitter;
+        self.policy_mut().backoff.jitter = jitter;
         self
     }
 
     /// An attempt that runs at least this long resets the delay to its initial
     /// value (default 60 s).
     pub fn reset_after(mut self, reset_after: Duration) -> Self {
-        self.backoff.reset_after = reset_after;
+        self.policy_mut().backoff.reset_after = reset_after;
         self
     }
 
     /// Which endings restart the task (default [`RestartPolicy::OnFailure`]).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
-        self.restart = policy;
+        self.policy_mut().restart = policy;
         self
     }
 
     /// Gives up with [`Exit::Failed`] when the task would need more than
     /// `max_restarts` restarts within any window of `within`.
     pub fn max_restarts(mut self, max_restarts: u32, within: Duration) -> Self {
-        self.limit = Some(RestartLimit {
+        self.policy_mut().limit = Some(RestartLimit {
             max_restarts,
             within,
         });
@@ -307,7 +337,7 @@ impl Spec {
     /// cancel `parent`, typically the whole service's token, so that the process
     /// stops and its orchestrator restarts it.
     pub fn escalate_to(mut self, parent: CancellationToken) -> Self {
-        self.escalate = Some(parent);
+        self.policy_mut().escalate = Some(parent);
         self
     }
 
@@ -322,14 +352,14 @@ impl Spec {
     /// clock; status reads also compare the last heartbeat with the registry's
     /// clock, so it is also seen while the task's runtime is blocked.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
-        self.stale_after = Some(stale_after);
+        self.policy_mut().stale_after = Some(stale_after);
         self
     }
 
     /// What the watchdog does with a stale task (default [`OnStale::Report`]).
     /// Has no effect without [`Spec::stale_after`].
     pub fn on_stale(mut self, on_stale: OnStale) -> Self {
-        self.on_stale = on_stale;
+        self.policy_mut().on_stale = on_stale;
         self
     }
 
@@ -337,7 +367,7 @@ impl Spec {
     /// aborted (default 5 s). The task ends only once the aborted attempt and
     /// its children have been dropped.
     pub fn grace(mut self, grace: Duration) -> Self {
-        self.grace = grace;
+        self.policy_mut().grace = grace;
         self
     }
 
@@ -351,7 +381,7 @@ impl Spec {
     ///
     /// Pass [`Duration::MAX`] to never report blocking.
     pub fn blocking_after(mut self, blocking_after: Duration) -> Self {
-        self.blocking_after = blocking_after;
+        self.policy_mut().blocking_after = blocking_after;
         self
     }
 
@@ -364,7 +394,7 @@ impl Spec {
     ///
     /// `#[supervised]` sets this on fns that have no heartbeat site.
     pub fn without_heartbeat(mut self) -> Self {
-        self.expects_heartbeat = false;
+        self.policy_mut().expects_heartbeat = false;
         self
     }
 
@@ -375,8 +405,8 @@ impl Spec {
     /// [`DEFAULT_QUARANTINE_MAX`](crate::DEFAULT_QUARANTINE_MAX)). A success
     /// clears it. `max` below `initial` is raised to `initial`.
     pub fn quarantine(mut self, initial: Duration, max: Duration) -> Self {
-        self.quarantine.initial = initial;
-        self.quarantine.max = max.max(initial);
+        self.policy_mut().quarantine.initial = initial;
+        self.policy_mut().quarantine.max = max.max(initial);
         self
     }
 
@@ -386,31 +416,31 @@ impl Spec {
     /// [`IsolatedCounts::evicted`](crate::IsolatedCounts::evicted), so that
     /// keys from data cannot grow memory without bound.
     pub fn max_quarantined(mut self, max: usize) -> Self {
-        self.quarantine.capacity = max.max(1);
+        self.policy_mut().quarantine.capacity = max.max(1);
         self
     }
 
     /// The quarantine set with [`Spec::quarantine`]: `(initial, max)`.
     pub fn get_quarantine(&self) -> (Duration, Duration) {
-        (self.quarantine.initial, self.quarantine.max)
+        (self.policy.quarantine.initial, self.policy.quarantine.max)
     }
 
     /// `false` after [`Spec::without_heartbeat`].
     pub fn expects_heartbeat(&self) -> bool {
-        self.expects_heartbeat
+        self.policy.expects_heartbeat
     }
 
     /// The threshold set with [`Spec::blocking_after`].
     pub fn get_blocking_after(&self) -> Duration {
-        self.blocking_after
+        self.policy.blocking_after
     }
 
     pub(crate) fn settings(&self) -> Settings {
         Settings {
-            stale_after: self.stale_after,
-            blocking_after: self.blocking_after,
-            expects_heartbeat: self.expects_heartbeat,
-            quarantine: self.quarantine,
+            stale_after: self.policy.stale_after,
+            blocking_after: self.policy.blocking_after,
+            expects_heartbeat: self.policy.expects_heartbeat,
+            quarantine: self.policy.quarantine,
             singleton: self.is_singleton(),
         }
     }
@@ -460,8 +490,10 @@ impl Spec {
     /// # }
     /// ```
     pub fn singleton<L: crate::lease::Lease>(mut self, lease: L) -> Self {
-        self.lease = Some(SharedLease(Arc::new(lease)));
-        self.lease_from_group = false;
+        self.policy_mut().lease = Some(SharedLease(Arc::new(lease)));
+        if self.policy.lease_from_group {
+            self.policy_mut().lease_from_group = false;
+        }
         self
     }
 
@@ -471,8 +503,8 @@ impl Spec {
     /// sets. Started without one, the task does not run and ends with
     /// [`GaveUp::NoLease`].
     pub fn singleton_from_group(mut self) -> Self {
-        if self.lease.is_none() {
-            self.lease_from_group = true;
+        if self.policy.lease.is_none() {
+            self.policy_mut().lease_from_group = true;
         }
         self
     }
@@ -480,14 +512,14 @@ impl Spec {
     /// `true` for a singleton task, with its lease or waiting for its
     /// group's.
     pub fn is_singleton(&self) -> bool {
-        self.lease.is_some() || self.lease_from_group
+        self.policy.lease.is_some() || self.policy.lease_from_group
     }
 
     /// Gives `lease` to a task that waits for its group's.
     pub(crate) fn with_group_lease(mut self, lease: &Arc<dyn crate::lease::Lease>) -> Self {
-        if self.lease_from_group && self.lease.is_none() {
-            self.lease = Some(SharedLease(lease.clone()));
-            self.lease_from_group = false;
+        if self.policy.lease_from_group && self.policy.lease.is_none() {
+            self.policy_mut().lease = Some(SharedLease(lease.clone()));
+            self.policy_mut().lease_from_group = false;
         }
         self
     }
@@ -500,12 +532,12 @@ impl Spec {
 
     /// The staleness threshold, if any.
     pub fn get_stale_after(&self) -> Option<Duration> {
-        self.stale_after
+        self.policy.stale_after
     }
 
     /// The cancellation grace.
     pub fn get_grace(&self) -> Duration {
-        self.grace
+        self.policy.grace
     }
 
     /// The registry named with [`Spec::registry`], if any.

@@ -79,7 +79,7 @@ pub(super) async fn acquire(
     entry: &Entry,
     token: &CancellationToken,
 ) -> Option<Held> {
-    let timing = Timing::of(lease, spec.grace);
+    let timing = Timing::of(lease, spec.policy.grace);
     let name = entry.name();
     let mut errors: u32 = 0;
     entry.stand_by("waiting for the lease".to_owned());
@@ -134,7 +134,7 @@ pub(super) async fn acquire(
         };
         let wait = if error {
             errors = errors.saturating_add(1);
-            spec.backoff.delay(errors).min(timing.every)
+            spec.policy.backoff.delay(errors).min(timing.every)
         } else {
             wait
         };

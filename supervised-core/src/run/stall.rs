@@ -102,7 +102,7 @@ pub(super) async fn watchdog(
                 Rounded(quiet),
             );
         }
-        if spec.on_stale == OnStale::Restart {
+        if spec.policy.on_stale == OnStale::Restart {
             if let Some((attempt, started)) = stall.running() {
                 let silent = now.duration_since(last_change.max(started));
                 if silent > stale_after {

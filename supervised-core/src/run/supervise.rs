@@ -32,7 +32,7 @@ pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
         .registry
         .clone()
         .unwrap_or_else(|| Registry::global().clone());
-    if spec.lease_from_group && spec.lease.is_none() {
+    if spec.policy.lease_from_group && spec.policy.lease.is_none() {
         let message = format!(
             "`{}` is a singleton and has no lease: spawn it in a group with one \
              (`spawn_all!(lease = ...; ...)`, `Group::with_lease`) or give it one \
@@ -61,7 +61,7 @@ fn refuse(spec: &Spec, registry: Option<&Registry>, reason: GaveUp, message: Str
     let failure = Failure::new(kind, message, 0);
     // Debug formatting: the name may hold a newline.
     tracing::error!(task = ?spec.name, "supervised task not started: {}", failure.message);
-    if let Some(parent) = &spec.escalate {
+    if let Some(parent) = &spec.policy.escalate {
         parent.cancel();
     }
     let exit = Exit::Failed { reason, failure };
@@ -240,9 +240,9 @@ where
         // The task's own token: cancelling it stops this task, not its siblings.
         let token = token.child_token();
         // On the heap, and only for tasks that have a watchdog.
-        let stall = spec.stale_after.map(|_| Box::<Stall>::default());
+        let stall = spec.policy.stale_after.map(|_| Box::<Stall>::default());
         let control = control.as_deref();
-        let exit = match (spec.stale_after, stall.as_deref()) {
+        let exit = match (spec.policy.stale_after, stall.as_deref()) {
             (Some(stale_after), Some(stall)) => {
                 let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
                 tokio::select! {
@@ -286,7 +286,7 @@ where
             return finish(entry, Exit::Cancelled);
         }
         // A singleton first waits for its lease, as a standby.
-        let mut held = match &spec.lease {
+        let mut held = match &spec.policy.lease {
             Some(lease) => {
                 match Box::pin(singleton::acquire(spec, &*lease.0, entry, token)).await {
                     // Boxed: one word in every supervisor.
@@ -315,7 +315,7 @@ where
             None => token.clone(),
         };
         let fencing = held.as_ref().map(|held| held.fencing_token);
-        if let (Some(lease), Some(token)) = (&spec.lease, fencing) {
+        if let (Some(lease), Some(token)) = (&spec.policy.lease, fencing) {
             guard.held = Some(Box::new((lease.0.clone(), token)));
         }
         let ctx = Context::new(
@@ -328,7 +328,7 @@ where
         let ending = match spawn_attempt(f, ctx, entry, &scope, attempt) {
             Ok(handle) => {
                 guard.attempt = Some(handle);
-                match (&spec.lease, held.as_mut()) {
+                match (&spec.policy.lease, held.as_mut()) {
                     (Some(lease), Some(held)) => {
                         let watch = watch_held(
                             spec,
@@ -342,8 +342,15 @@ where
                         Box::pin(watch).await
                     }
                     _ => {
-                        watch_attempt(spec, &attempt_token, guard, &scope, attempt, spec.grace)
-                            .await
+                        watch_attempt(
+                            spec,
+                            &attempt_token,
+                            guard,
+                            &scope,
+                            attempt,
+                            spec.policy.grace,
+                        )
+                        .await
                     }
                 }
             }
@@ -361,11 +368,11 @@ where
         stop_attempt(entry, guard, &scope).await;
         guard.held = None;
         let lost = held.as_ref().is_some_and(|held| held.lost);
-        if let (Some(lease), Some(held)) = (&spec.lease, &held) {
+        if let (Some(lease), Some(held)) = (&spec.policy.lease, &held) {
             // The attempt is dropped: the grant can go. Also after a loss:
             // a grant that was only slow to renew is then free at once (a
             // lost one is released as a no-op).
-            let timing = singleton::Timing::of(&*lease.0, spec.grace);
+            let timing = singleton::Timing::of(&*lease.0, spec.policy.grace);
             Box::pin(singleton::release(&*lease.0, entry, held, timing)).await;
         }
 
@@ -601,7 +608,7 @@ async fn watch_held(
     held: &mut singleton::Held,
 ) -> Ending {
     let entry = guard.entry.clone();
-    let timing = singleton::Timing::of(lease, spec.grace);
+    let timing = singleton::Timing::of(lease, spec.policy.grace);
     let watch = watch_attempt(spec, token, guard, scope, attempt, timing.grace);
     let mut watch = std::pin::pin!(watch);
     tokio::select! {
