@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::registry::{Entry, Registry};
-use crate::run::{Control, Exit, Spec, TaskOutput};
+use crate::run::{Control, Exit, IntoOutcome, Spec, TaskOutput};
 
 /// The future of one attempt, boxed, with its outcome as output. Not public
 /// API.
@@ -80,10 +80,7 @@ impl Task {
     {
         Task {
             spec,
-            factory: Box::new(move |ctx| {
-                let fut = f(ctx);
-                Box::pin(async move { fut.await.into_outcome() })
-            }),
+            factory: Box::new(move |ctx| Box::pin(IntoOutcome::new(f(ctx)))),
         }
     }
 

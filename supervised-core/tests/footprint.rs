@@ -33,3 +33,83 @@ fn the_supervisor_future_stays_small() {
         "Task::run's future: {size} bytes"
     );
 }
+
+/// Counts the bytes the current thread allocates while counting is on.
+struct Counting;
+
+thread_local! {
+    static COUNTED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = COUNTED.try_with(|c| c.set(c.get().map(|n| n + layout.size())));
+        // SAFETY: forwarded as it came.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: forwarded as it came.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A user future of a little over 4 KiB: it keeps a buffer across an await.
+async fn large(ctx: Context) {
+    let buffer = [7u8; 4096];
+    ctx.cancelled().await;
+    std::hint::black_box(&buffer);
+}
+
+/// The bytes allocated by spawning one task and running it to its first
+/// await, on a current-thread runtime (so on this thread).
+fn bytes_to_start(start: impl FnOnce(CancellationToken)) -> usize {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let token = CancellationToken::new();
+    let bytes = runtime.block_on(async {
+        COUNTED.with(|c| c.set(Some(0)));
+        start(token.clone());
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        COUNTED.with(|c| c.take()).unwrap()
+    });
+    token.cancel();
+    bytes
+}
+
+/// An attempt keeps the user's future once: an `async` block that awaited
+/// the future it captured once kept it twice, in `Spec::run`'s attempt task
+/// and in `Task::new`'s box.
+#[test]
+fn an_attempt_keeps_the_users_future_once() {
+    let registry = supervised_core::Registry::new();
+    let future = size_of_output(large);
+    assert!(future > 4096, "{future}");
+
+    let by_spec = bytes_to_start(|token| {
+        let spec = Spec::new("spec-large").registry(&registry);
+        tokio::spawn(spec.run(token, large));
+    });
+    let by_task = bytes_to_start(|token| {
+        let task = Task::new(Spec::new("task-large").registry(&registry), large);
+        drop(task.spawn(token));
+    });
+    for (how, bytes) in [("Spec::run", by_spec), ("Task::new", by_task)] {
+        assert!(
+            bytes < 2 * future,
+            "{how}: {bytes} bytes allocated to start a task whose future is {future} bytes"
+        );
+    }
+}
+
+/// The size of the futures `f` returns.
+fn size_of_output<R>(_: fn(Context) -> R) -> usize {
+    std::mem::size_of::<R>()
+}

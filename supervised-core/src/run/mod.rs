@@ -83,6 +83,39 @@ impl<E: fmt::Display + Send + 'static> TaskOutput for Result<(), E> {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// `fut` with its output turned into an attempt's outcome. A plain
+    /// adapter, not an `async` block: a block awaiting a future it captured
+    /// keeps that future twice, and the user's future is the largest part
+    /// of an attempt.
+    pub(crate) struct IntoOutcome<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> IntoOutcome<F> {
+    pub(crate) fn new(fut: F) -> Self {
+        IntoOutcome { fut }
+    }
+}
+
+impl<F> Future for IntoOutcome<F>
+where
+    F: Future,
+    F::Output: TaskOutput,
+{
+    type Output = Result<(), String>;
+
+    #[inline]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project().fut.poll(cx).map(TaskOutput::into_outcome)
+    }
+}
+
 /// How a supervised task ended.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,7 @@ use super::control::{Control, Request};
 use super::decide::{decide, finish, record, Ending, Streak};
 use super::singleton;
 use super::stall::{watchdog, Stall};
-use super::{Exit, GaveUp, Spec, TaskOutput};
+use super::{Exit, GaveUp, IntoOutcome, Spec, TaskOutput};
 use crate::context::{Context, Scope};
 use crate::events::{EventKind, RestartCause};
 use crate::format::Rounded;
@@ -551,14 +551,8 @@ where
         Timed {
             entry: entry.clone(),
             span,
-            inner: CatchPanic::new(
-                async move {
-                    fut.await
-                        .into_outcome()
-                        .map_err(|message| Failure::new(FailureKind::Error, message, attempt))
-                },
-                attempt,
-            ),
+            inner: CatchPanic::new(IntoOutcome::new(fut), attempt),
+            attempt,
         },
     );
     #[cfg(tokio_unstable)]
@@ -692,12 +686,14 @@ pin_project_lite::pin_project! {
         span: tracing::Span,
         #[pin]
         inner: F,
+        // For the failure of an `Err` outcome.
+        attempt: u32,
     }
 }
 
 impl<F> Future for Timed<F>
 where
-    F: Future<Output = Result<Result<(), Failure>, Failure>>,
+    F: Future<Output = Result<Result<(), String>, Failure>>,
 {
     type Output = Result<(), Failure>;
 
@@ -708,6 +704,11 @@ where
         let started = this.entry.poll_begin();
         let polled = this.inner.poll(cx);
         this.entry.poll_end(started);
-        polled.map(|result| result.and_then(|outcome| outcome))
+        let attempt = *this.attempt;
+        polled.map(|result| {
+            result.and_then(|outcome| {
+                outcome.map_err(|message| Failure::new(FailureKind::Error, message, attempt))
+            })
+        })
     }
 }
