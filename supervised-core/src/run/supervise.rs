@@ -224,18 +224,20 @@ where
 {
     // Made now, so that a registered task whose supervisor is dropped before
     // its first poll is still recorded as cancelled.
-    let guard = registered.map(|(registry, entry)| Guard::new(registry, entry));
+    let mut guard = registered.map(|(registry, entry)| Guard::new(registry, entry));
     // A plain fn returning a block, not an `async fn`: the block uses what it
     // captures in place, where an `async fn` would also keep a copy of each
     // argument. This future's size is memory every supervised task pays for.
     async move {
-        let mut guard = match guard {
-            Some(guard) => guard,
-            None => match register(&spec) {
-                Ok((registry, entry)) => Guard::new(registry, entry),
+        if guard.is_none() {
+            match register(&spec) {
+                Ok((registry, entry)) => guard = Some(Guard::new(registry, entry)),
                 Err(exit) => return (exit, spec, f),
-            },
-        };
+            }
+        }
+        // Used in place: a guard moved into a local of its own would be kept
+        // twice in this future.
+        let guard = guard.as_mut().expect("registered above");
         let entry = guard.entry.clone();
         // The task's own token: cancelling it stops this task, not its siblings.
         let token = token.child_token();
@@ -247,11 +249,11 @@ where
                 let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
                 tokio::select! {
                     biased;
-                    exit = run(&spec, &token, &mut guard, Some(stall), control, &mut f) => exit,
+                    exit = run(&spec, &token, guard, Some(stall), control, &mut f) => exit,
                     never = watchdog => match never {},
                 }
             }
-            _ => run(&spec, &token, &mut guard, None, control, &mut f).await,
+            _ => run(&spec, &token, guard, None, control, &mut f).await,
         };
         guard.armed = false;
         guard.registry.publish(entry.name(), entry.attempt(), || {
@@ -261,189 +263,197 @@ where
     }
 }
 
-async fn run<F, Fut>(
-    spec: &Spec,
-    token: &CancellationToken,
-    guard: &mut Guard,
-    stall: Option<&Stall>,
-    control: Option<&Control>,
-    f: &mut F,
-) -> Exit
+/// The restart loop. A plain fn returning a block, not an `async fn`: the
+/// block keeps its arguments once, where an `async fn` also keeps a copy of
+/// each, and this future is memory every supervised task pays for.
+// The size is the point: see above.
+#[allow(clippy::manual_async_fn)]
+fn run<'a, F, Fut>(
+    spec: &'a Spec,
+    token: &'a CancellationToken,
+    guard: &'a mut Guard,
+    stall: Option<&'a Stall>,
+    control: Option<&'a Control>,
+    f: &'a mut F,
+) -> impl Future<Output = Exit> + Send + 'a
 where
     F: FnMut(Context) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    let entry = &guard.entry.clone();
-    let registry = &guard.registry.clone();
-    let mut attempt: u32 = 0;
-    let mut streak = Streak::new(spec);
-    // The next start follows a restart on request: not one the restart
-    // limit counts.
-    let mut requested = false;
-    loop {
-        if token.is_cancelled() {
-            return finish(entry, Exit::Cancelled);
-        }
-        // A singleton first waits for its lease, as a standby.
-        let mut held = match &spec.policy.lease {
-            Some(lease) => {
-                match Box::pin(singleton::acquire(spec, &*lease.0, entry, token)).await {
-                    // Boxed: one word in every supervisor.
-                    Some(held) => Some(Box::new(held)),
-                    None => return finish(entry, Exit::Cancelled),
-                }
+    async move {
+        // Owned, so that the guard can be borrowed mutably meanwhile.
+        let entry = guard.entry.clone();
+        let registry = guard.registry.clone();
+        let mut attempt: u32 = 0;
+        let mut streak = Streak::new(spec);
+        // The next start follows a restart on request: not one the restart
+        // limit counts.
+        let mut requested = false;
+        loop {
+            if token.is_cancelled() {
+                return finish(&entry, Exit::Cancelled);
             }
-            None => None,
-        };
-        attempt = attempt.saturating_add(1);
-        streak.started(attempt, requested);
-        entry.start_attempt(attempt);
-        registry.publish(entry.name(), attempt, || EventKind::Started);
-        tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
-        let started = Instant::now();
+            // A singleton first waits for its lease, as a standby.
+            let mut held = match &spec.policy.lease {
+                Some(lease) => {
+                    match Box::pin(singleton::acquire(spec, &*lease.0, &entry, token)).await {
+                        // Boxed: one word in every supervisor.
+                        Some(held) => Some(Box::new(held)),
+                        None => return finish(&entry, Exit::Cancelled),
+                    }
+                }
+                None => None,
+            };
+            attempt = attempt.saturating_add(1);
+            streak.started(attempt, requested);
+            entry.start_attempt(attempt);
+            registry.publish(entry.name(), attempt, || EventKind::Started);
+            tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
+            let started = Instant::now();
 
-        let scope = Arc::new(Scope::default());
-        if let Some(stall) = stall {
-            stall.begin(attempt, &scope);
-        }
-        guard.scope = Some(scope.clone());
-        let attempt_token = match control {
-            Some(control) => control.begin_attempt(token),
-            // A singleton's attempt stops alone when its lease is lost.
-            None if held.is_some() => token.child_token(),
-            None => token.clone(),
-        };
-        let fencing = held.as_ref().map(|held| held.fencing_token);
-        if let (Some(lease), Some(token)) = (&spec.policy.lease, fencing) {
-            guard.held = Some(Box::new((lease.0.clone(), token)));
-        }
-        let ctx = Context::new(
-            entry.clone(),
-            attempt_token.clone(),
-            attempt,
-            scope.clone(),
-            fencing,
-        );
-        let ending = match spawn_attempt(f, ctx, entry, &scope, attempt) {
-            Ok(handle) => {
-                guard.attempt = Some(handle);
-                match (&spec.policy.lease, held.as_mut()) {
-                    (Some(lease), Some(held)) => {
-                        let watch = watch_held(
-                            spec,
-                            &*lease.0,
-                            &attempt_token,
-                            guard,
-                            &scope,
-                            attempt,
-                            held,
-                        );
-                        Box::pin(watch).await
-                    }
-                    _ => {
-                        watch_attempt(
-                            spec,
-                            &attempt_token,
-                            guard,
-                            &scope,
-                            attempt,
-                            spec.policy.grace,
-                        )
-                        .await
+            let scope = Arc::new(Scope::default());
+            if let Some(stall) = stall {
+                stall.begin(attempt, &scope);
+            }
+            guard.scope = Some(scope.clone());
+            let attempt_token = match control {
+                Some(control) => control.begin_attempt(token),
+                // A singleton's attempt stops alone when its lease is lost.
+                None if held.is_some() => token.child_token(),
+                None => token.clone(),
+            };
+            let fencing = held.as_ref().map(|held| held.fencing_token);
+            if let (Some(lease), Some(token)) = (&spec.policy.lease, fencing) {
+                guard.held = Some(Box::new((lease.0.clone(), token)));
+            }
+            let ctx = Context::new(
+                entry.clone(),
+                attempt_token.clone(),
+                attempt,
+                scope.clone(),
+                fencing,
+            );
+            let ending = match spawn_attempt(f, ctx, &entry, &scope, attempt) {
+                Ok(handle) => {
+                    guard.attempt = Some(handle);
+                    match (&spec.policy.lease, held.as_mut()) {
+                        (Some(lease), Some(held)) => {
+                            let watch = watch_held(
+                                spec,
+                                &*lease.0,
+                                &attempt_token,
+                                guard,
+                                &scope,
+                                attempt,
+                                held,
+                            );
+                            Box::pin(watch).await
+                        }
+                        _ => {
+                            watch_attempt(
+                                spec,
+                                &attempt_token,
+                                guard,
+                                &scope,
+                                attempt,
+                                spec.policy.grace,
+                            )
+                            .await
+                        }
                     }
                 }
+                Err(failure) => Ending::Failed(failure),
+            };
+            if let Some(stall) = stall {
+                stall.end();
             }
-            Err(failure) => Ending::Failed(failure),
-        };
-        if let Some(stall) = stall {
-            stall.end();
-        }
-        record(entry, &ending);
-        if let Ending::Failed(failure) | Ending::Cancelled(Some(failure)) = &ending {
-            registry.publish(entry.name(), attempt, || {
-                EventKind::Failed(Failure::clone(failure))
+            record(&entry, &ending);
+            if let Ending::Failed(failure) | Ending::Cancelled(Some(failure)) = &ending {
+                registry.publish(entry.name(), attempt, || {
+                    EventKind::Failed(Failure::clone(failure))
+                });
+            }
+            stop_attempt(&entry, guard, &scope).await;
+            guard.held = None;
+            let lost = held.as_ref().is_some_and(|held| held.lost);
+            if let (Some(lease), Some(held)) = (&spec.policy.lease, &held) {
+                // The attempt is dropped: the grant can go. Also after a loss:
+                // a grant that was only slow to renew is then free at once (a
+                // lost one is released as a no-op).
+                let timing = singleton::Timing::of(&*lease.0, spec.policy.grace);
+                Box::pin(singleton::release(&*lease.0, &entry, held, timing)).await;
+            }
+
+            let request = control.and_then(|control| {
+                control.end_attempt();
+                control.take_request()
             });
-        }
-        stop_attempt(entry, guard, &scope).await;
-        guard.held = None;
-        let lost = held.as_ref().is_some_and(|held| held.lost);
-        if let (Some(lease), Some(held)) = (&spec.policy.lease, &held) {
-            // The attempt is dropped: the grant can go. Also after a loss:
-            // a grant that was only slow to renew is then free at once (a
-            // lost one is released as a no-op).
-            let timing = singleton::Timing::of(&*lease.0, spec.policy.grace);
-            Box::pin(singleton::release(&*lease.0, entry, held, timing)).await;
-        }
-
-        let request = control.and_then(|control| {
-            control.end_attempt();
-            control.take_request()
-        });
-        if lost && !token.is_cancelled() {
-            // Not the task's failure: back to standby. The next start is
-            // not one the restart limit counts.
-            requested = true;
-            continue;
-        }
-        // A request restarts an attempt it stopped; an attempt that failed
-        // or returned on its own is decided by its policy as usual, and a
-        // request that came meanwhile can only put its restart later.
-        let stopped_by_request = matches!(ending, Ending::Cancelled(_));
-        let deadline = match request {
-            Some(request) if stopped_by_request && !token.is_cancelled() => {
+            if lost && !token.is_cancelled() {
+                // Not the task's failure: back to standby. The next start is
+                // not one the restart limit counts.
                 requested = true;
-                restarting(spec, registry, entry, attempt, request)
+                continue;
             }
-            request => {
-                requested = false;
-                // The attempt cancelled its own token: the task stops.
-                if attempt_token.is_cancelled() && request.is_none() {
-                    token.cancel();
+            // A request restarts an attempt it stopped; an attempt that failed
+            // or returned on its own is decided by its policy as usual, and a
+            // request that came meanwhile can only put its restart later.
+            let stopped_by_request = matches!(ending, Ending::Cancelled(_));
+            let deadline = match request {
+                Some(request) if stopped_by_request && !token.is_cancelled() => {
+                    requested = true;
+                    restarting(spec, &registry, &entry, attempt, request)
                 }
-                // For the group's strategy: the failure just recorded.
-                let failed = matches!(ending, Ending::Failed(_) | Ending::Cancelled(Some(_)));
-                let last = (failed && control.is_some())
-                    .then(|| entry.last_failure())
-                    .flatten();
-                let delay = match decide(
-                    spec,
-                    token.is_cancelled(),
-                    entry,
-                    ending,
-                    started,
-                    attempt,
-                    &mut streak,
-                ) {
-                    Ok(delay) => delay,
-                    Err(exit) => return exit,
-                };
-                registry.publish(entry.name(), attempt, || EventKind::BackingOff { delay });
-                let resume_at = crate::clock::deadline_after(delay);
-                if let (Some(control), Some(failure)) = (control, &last) {
-                    control.failed(resume_at, failure);
+                request => {
+                    requested = false;
+                    // The attempt cancelled its own token: the task stops.
+                    if attempt_token.is_cancelled() && request.is_none() {
+                        token.cancel();
+                    }
+                    // For the group's strategy: the failure just recorded.
+                    let failed = matches!(ending, Ending::Failed(_) | Ending::Cancelled(Some(_)));
+                    let last = (failed && control.is_some())
+                        .then(|| entry.last_failure())
+                        .flatten();
+                    let delay = match decide(
+                        spec,
+                        token.is_cancelled(),
+                        &entry,
+                        ending,
+                        started,
+                        attempt,
+                        &mut streak,
+                    ) {
+                        Ok(delay) => delay,
+                        Err(exit) => return exit,
+                    };
+                    registry.publish(entry.name(), attempt, || EventKind::BackingOff { delay });
+                    let resume_at = crate::clock::deadline_after(delay);
+                    if let (Some(control), Some(failure)) = (control, &last) {
+                        control.failed(resume_at, failure);
+                    }
+                    match request {
+                        Some(request) if request.at > resume_at => request.at,
+                        _ => resume_at,
+                    }
                 }
-                match request {
-                    Some(request) if request.at > resume_at => request.at,
-                    _ => resume_at,
+            };
+            entry.set_state(TaskState::BackingOff);
+            // A zero delay restarts at once: a timer would round it up to the
+            // timer wheel's 1 ms granularity. The wait is boxed: its timer and
+            // wake-up live on the heap during a backoff only, not in every
+            // task's supervisor for its whole life.
+            if deadline > Instant::now() {
+                let wait = back_off(spec, &registry, &entry, token, control, attempt, deadline);
+                match Box::pin(wait).await {
+                    Waited::Cancelled => return finish(&entry, Exit::Cancelled),
+                    Waited::Elapsed { requested: true } => requested = true,
+                    Waited::Elapsed { requested: false } => {}
                 }
             }
-        };
-        entry.set_state(TaskState::BackingOff);
-        // A zero delay restarts at once: a timer would round it up to the
-        // timer wheel's 1 ms granularity. The wait is boxed: its timer and
-        // wake-up live on the heap during a backoff only, not in every
-        // task's supervisor for its whole life.
-        if deadline > Instant::now() {
-            let wait = back_off(spec, registry, entry, token, control, attempt, deadline);
-            match Box::pin(wait).await {
-                Waited::Cancelled => return finish(entry, Exit::Cancelled),
-                Waited::Elapsed { requested: true } => requested = true,
-                Waited::Elapsed { requested: false } => {}
+            if token.is_cancelled() {
+                return finish(&entry, Exit::Cancelled);
             }
-        }
-        if token.is_cancelled() {
-            return finish(entry, Exit::Cancelled);
         }
     }
 }
@@ -625,39 +635,44 @@ async fn watch_held(
 
 /// Waits for the attempt to end, a child to panic or the watchdog to find it
 /// stalled, or cancellation (then at most `grace`).
-async fn watch_attempt(
-    spec: &Spec,
-    token: &CancellationToken,
-    guard: &mut Guard,
-    scope: &Scope,
+///
+/// A plain fn returning a block, for the reason [`run`] is one.
+#[allow(clippy::manual_async_fn)]
+fn watch_attempt<'a>(
+    spec: &'a Spec,
+    token: &'a CancellationToken,
+    guard: &'a mut Guard,
+    scope: &'a Scope,
     attempt: u32,
     grace: std::time::Duration,
-) -> Ending {
-    let handle = guard.attempt.as_mut().expect("attempt was just spawned");
-    let ending = tokio::select! {
-        biased;
-        joined = &mut *handle => Some(from_join(joined, attempt)),
-        // A child's panic, or the stall watchdog's verdict.
-        failure = scope.first_failure() => Some(Ending::Failed(Box::new(failure))),
-        _ = token.cancelled() => None,
-    };
-    if let Some(ending) = ending {
-        return ending;
-    }
-    // Cancelled: give the attempt its grace to return.
-    match tokio::time::timeout(grace, &mut *handle).await {
-        Ok(joined) => match from_join(joined, attempt) {
-            Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
-            _ => Ending::Cancelled(None),
-        },
-        Err(_) => {
-            tracing::warn!(
-                task = %spec.name,
-                attempt,
-                grace = %Rounded(grace),
-                "supervised task did not stop within its grace period; aborting it"
-            );
-            Ending::Cancelled(None)
+) -> impl Future<Output = Ending> + Send + 'a {
+    async move {
+        let handle = guard.attempt.as_mut().expect("attempt was just spawned");
+        let ending = tokio::select! {
+            biased;
+            joined = &mut *handle => Some(from_join(joined, attempt)),
+            // A child's panic, or the stall watchdog's verdict.
+            failure = scope.first_failure() => Some(Ending::Failed(Box::new(failure))),
+            _ = token.cancelled() => None,
+        };
+        if let Some(ending) = ending {
+            return ending;
+        }
+        // Cancelled: give the attempt its grace to return.
+        match tokio::time::timeout(grace, &mut *handle).await {
+            Ok(joined) => match from_join(joined, attempt) {
+                Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
+                _ => Ending::Cancelled(None),
+            },
+            Err(_) => {
+                tracing::warn!(
+                    task = %spec.name,
+                    attempt,
+                    grace = %Rounded(grace),
+                    "supervised task did not stop within its grace period; aborting it"
+                );
+                Ending::Cancelled(None)
+            }
         }
     }
 }
