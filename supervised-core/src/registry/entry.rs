@@ -11,15 +11,14 @@ use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState,
 use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
 use crate::isolate::{IsolatedCounts, Policy, Quarantine};
 
-/// What a supervised task declares about its health when it registers.
+/// What a supervised task declares about its health when it registers:
+/// shared by its entry and its policy (and by every task of that policy).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     pub(crate) stale_after: Option<Duration>,
     pub(crate) blocking_after: Duration,
     pub(crate) expects_heartbeat: bool,
     pub(crate) quarantine: crate::isolate::Policy,
-    /// A singleton task: it holds a lease before each attempt.
-    pub(crate) singleton: bool,
 }
 
 /// A singleton task's view of its lease.
@@ -46,7 +45,7 @@ pub(crate) struct Supervision {
     attempt: AtomicU32,
     /// Set by the stall watchdog, which runs on tokio's timer.
     stale: AtomicBool,
-    settings: Settings,
+    settings: Arc<Settings>,
     /// Registry-clock stamp of the registration: staleness of a task that
     /// never beat counts from here.
     started_mono: u64,
@@ -100,11 +99,13 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(super) fn new(name: &str, clock: &Clock, settings: Option<Settings>) -> Self {
-        let supervision = settings.map(|settings| Supervision {
+    /// `settings` and whether the task is a singleton for a supervised
+    /// task, `None` for a heartbeat-only name.
+    pub(super) fn new(name: &str, clock: &Clock, settings: Option<(Arc<Settings>, bool)>) -> Self {
+        let supervision = settings.map(|(settings, singleton)| Supervision {
             // A singleton runs nothing before it has its lease.
             state: AtomicU8::new(
-                if settings.singleton {
+                if singleton {
                     TaskState::Standby
                 } else {
                     TaskState::Running
@@ -125,7 +126,7 @@ impl Entry {
             parent: OnceLock::new(),
             watch: OnceLock::new(),
             quarantine: OnceLock::new(),
-            lease: settings.singleton.then(|| {
+            lease: singleton.then(|| {
                 Box::new(LeaseSlot {
                     reason: Mutex::new(Some("waiting for the lease".to_owned())),
                     ..LeaseSlot::default()

@@ -243,10 +243,19 @@ impl Registry {
 
     /// Registers a supervised task (state [`TaskState::Running`], no heartbeat
     /// yet), unless a live task holds the name.
-    pub(crate) fn register(&self, name: &str, settings: Settings) -> Result<Arc<Entry>, NameTaken> {
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        settings: Arc<Settings>,
+        singleton: bool,
+    ) -> Result<Arc<Entry>, NameTaken> {
         let now = self.inner.clock.now_mono();
         self.sweep(now);
-        let entry = Arc::new(Entry::new(name, &self.inner.clock, Some(settings)));
+        let entry = Arc::new(Entry::new(
+            name,
+            &self.inner.clock,
+            Some((settings, singleton)),
+        ));
         let replaced = self
             .inner
             .entries
@@ -682,7 +691,7 @@ mod tests {
         assert_eq!(listed(&registry), ["a", "b"]);
         let settings = crate::Spec::new("a").settings();
         registry
-            .register("a", settings)
+            .register("a", settings, false)
             .expect("a is heartbeat-only");
         assert_eq!(listed(&registry), ["b"]);
         assert!(registry.forget("b"));

@@ -254,12 +254,10 @@ pub(crate) struct Policy {
     pub(crate) backoff: Backoff,
     pub(crate) restart: RestartPolicy,
     pub(crate) limit: Option<RestartLimit>,
-    pub(crate) stale_after: Option<Duration>,
+    /// What the registry entry of each task shares: the same `Arc`.
+    pub(crate) health: Arc<Settings>,
     pub(crate) on_stale: OnStale,
     pub(crate) grace: Duration,
-    pub(crate) blocking_after: Duration,
-    pub(crate) expects_heartbeat: bool,
-    pub(crate) quarantine: crate::isolate::Policy,
     pub(crate) lease_from_group: bool,
     pub(crate) lease: Option<SharedLease>,
     pub(crate) escalate: Option<CancellationToken>,
@@ -275,12 +273,14 @@ impl Policy {
                     backoff: Backoff::default(),
                     restart: RestartPolicy::OnFailure,
                     limit: None,
-                    stale_after: None,
+                    health: Arc::new(Settings {
+                        stale_after: None,
+                        blocking_after: DEFAULT_BLOCKING_AFTER,
+                        expects_heartbeat: true,
+                        quarantine: crate::isolate::Policy::default(),
+                    }),
                     on_stale: OnStale::Report,
                     grace: DEFAULT_GRACE,
-                    blocking_after: DEFAULT_BLOCKING_AFTER,
-                    expects_heartbeat: true,
-                    quarantine: crate::isolate::Policy::default(),
                     lease_from_group: false,
                     lease: None,
                     escalate: None,
@@ -306,6 +306,12 @@ impl Spec {
     /// The policy, copied first if another spec shares it.
     fn policy_mut(&mut self) -> &mut Policy {
         Arc::make_mut(&mut self.policy)
+    }
+
+    /// The health settings, copied first if another spec or a registry
+    /// entry shares them.
+    fn health_mut(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.policy_mut().health)
     }
 
     /// The task's name.
@@ -385,7 +391,7 @@ impl Spec {
     /// clock; status reads also compare the last heartbeat with the registry's
     /// clock, so it is also seen while the task's runtime is blocked.
     pub fn stale_after(mut self, stale_after: Duration) -> Self {
-        self.policy_mut().stale_after = Some(stale_after);
+        self.health_mut().stale_after = Some(stale_after);
         self
     }
 
@@ -414,7 +420,7 @@ impl Spec {
     ///
     /// Pass [`Duration::MAX`] to never report blocking.
     pub fn blocking_after(mut self, blocking_after: Duration) -> Self {
-        self.policy_mut().blocking_after = blocking_after;
+        self.health_mut().blocking_after = blocking_after;
         self
     }
 
@@ -427,7 +433,7 @@ impl Spec {
     ///
     /// `#[supervised]` sets this on fns that have no heartbeat site.
     pub fn without_heartbeat(mut self) -> Self {
-        self.policy_mut().expects_heartbeat = false;
+        self.health_mut().expects_heartbeat = false;
         self
     }
 
@@ -438,8 +444,8 @@ impl Spec {
     /// [`DEFAULT_QUARANTINE_MAX`](crate::DEFAULT_QUARANTINE_MAX)). A success
     /// clears it. `max` below `initial` is raised to `initial`.
     pub fn quarantine(mut self, initial: Duration, max: Duration) -> Self {
-        self.policy_mut().quarantine.initial = initial;
-        self.policy_mut().quarantine.max = max.max(initial);
+        self.health_mut().quarantine.initial = initial;
+        self.health_mut().quarantine.max = max.max(initial);
         self
     }
 
@@ -449,33 +455,31 @@ impl Spec {
     /// [`IsolatedCounts::evicted`](crate::IsolatedCounts::evicted), so that
     /// keys from data cannot grow memory without bound.
     pub fn max_quarantined(mut self, max: usize) -> Self {
-        self.policy_mut().quarantine.capacity = max.max(1);
+        self.health_mut().quarantine.capacity = max.max(1);
         self
     }
 
     /// The quarantine set with [`Spec::quarantine`]: `(initial, max)`.
     pub fn get_quarantine(&self) -> (Duration, Duration) {
-        (self.policy.quarantine.initial, self.policy.quarantine.max)
+        (
+            self.policy.health.quarantine.initial,
+            self.policy.health.quarantine.max,
+        )
     }
 
     /// `false` after [`Spec::without_heartbeat`].
     pub fn expects_heartbeat(&self) -> bool {
-        self.policy.expects_heartbeat
+        self.policy.health.expects_heartbeat
     }
 
     /// The threshold set with [`Spec::blocking_after`].
     pub fn get_blocking_after(&self) -> Duration {
-        self.policy.blocking_after
+        self.policy.health.blocking_after
     }
 
-    pub(crate) fn settings(&self) -> Settings {
-        Settings {
-            stale_after: self.policy.stale_after,
-            blocking_after: self.policy.blocking_after,
-            expects_heartbeat: self.policy.expects_heartbeat,
-            quarantine: self.policy.quarantine,
-            singleton: self.is_singleton(),
-        }
+    /// What the task's registry entry keeps: shared, not copied.
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.policy.health.clone()
     }
 
     /// Makes the task a singleton across the replicas of a service: before
@@ -565,7 +569,7 @@ impl Spec {
 
     /// The staleness threshold, if any.
     pub fn get_stale_after(&self) -> Option<Duration> {
-        self.policy.stale_after
+        self.policy.health.stale_after
     }
 
     /// The cancellation grace.

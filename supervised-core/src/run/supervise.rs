@@ -41,7 +41,7 @@ pub(super) fn register(spec: &Spec) -> Result<(Registry, Arc<Entry>), Exit> {
         );
         return Err(refuse(spec, Some(&registry), GaveUp::NoLease, message));
     }
-    match registry.register(&spec.name, spec.settings()) {
+    match registry.register(&spec.name, spec.settings(), spec.is_singleton()) {
         Ok(entry) => Ok((registry, entry)),
         Err(_) => {
             let message = format!("a live task is already named `{}`", spec.name);
@@ -242,9 +242,13 @@ where
         // The task's own token: cancelling it stops this task, not its siblings.
         let token = token.child_token();
         // On the heap, and only for tasks that have a watchdog.
-        let stall = spec.policy.stale_after.map(|_| Box::<Stall>::default());
+        let stall = spec
+            .policy
+            .health
+            .stale_after
+            .map(|_| Box::<Stall>::default());
         let control = control.as_deref();
-        let exit = match (spec.policy.stale_after, stall.as_deref()) {
+        let exit = match (spec.policy.health.stale_after, stall.as_deref()) {
             (Some(stale_after), Some(stall)) => {
                 let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
                 tokio::select! {
