@@ -239,10 +239,10 @@ impl fmt::Display for GaveUp {
 #[derive(Clone, Debug)]
 pub struct Spec {
     name: String,
-    /// Shared by every spec made from the same builder calls: tasks with the
-    /// default policy all point at one, and a builder call copies it first
-    /// (copy on write). The supervisor keeps its spec for the task's whole
-    /// life, so this is memory every task pays for.
+    /// Shared with the specs this one was cloned from or into, and by every
+    /// spec that keeps the default policy; a builder call copies it first
+    /// when it is shared (copy on write). The supervisor keeps its spec for
+    /// the task's whole life, so this is memory every task pays for.
     pub(crate) policy: Arc<Policy>,
     registry: Option<Registry>,
 }
