@@ -8,7 +8,8 @@
 //! another thread takes snapshots in a loop, a by-name `heartbeat(name)`
 //! against `SystemTime::now()` in the same process, and `GET
 //! /admin/liveness` over loopback. Each run is a child process of its own.
-//! `cargo bench --bench scale` prints a Markdown table.
+//! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
+//! set, a child calls that one view 200 times instead (see `repeat_view`).
 
 mod support;
 
@@ -93,6 +94,10 @@ fn child(kind: &str, n: usize, shape: &str) {
         spawn_time.as_secs_f64() * 1e3,
         rss_after.saturating_sub(rss_before)
     );
+    if let Ok(view) = std::env::var("SCALE_VIEW") {
+        repeat_view(&registry, &names, &view);
+        return;
+    }
     if kind == "supervised" {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let time = |f: &dyn Fn()| {
@@ -129,6 +134,37 @@ fn child(kind: &str, n: usize, shape: &str) {
         rt.block_on(async { drop(handle.shutdown().await) });
     }
     println!("{line}");
+}
+
+/// One view (`snapshot`, `tasks` or `is_healthy`) called 200 times on the
+/// tasks just spawned: its 10th percentile, median and fastest call. The
+/// tasks' beats come in bursts once a second, which slow the calls that
+/// meet them; 200 calls span several bursts. For paired comparisons of two
+/// builds: `BENCH_CHILD=1 SCALE_VIEW=is_healthy target/release/deps/scale-<hash>
+/// supervised 100000 tenant`, alternating the binaries.
+fn repeat_view(registry: &Registry, names: &[String], view: &str) {
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut times: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            match view {
+                "snapshot" => assert_eq!(registry.snapshot().len(), names.len()),
+                "tasks" => assert_eq!(registry.tasks().len(), names.len()),
+                "is_healthy" => {
+                    assert!(registry.is_healthy(&refs, Duration::from_secs(60)).0)
+                }
+                other => panic!("SCALE_VIEW: no view named {other:?}"),
+            }
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "{view} x200: p10_ms={:.2} median_ms={:.2} min_ms={:.2}",
+        times[20].as_secs_f64() * 1e3,
+        times[100].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3
+    );
 }
 
 /// Median time of `GET /admin/liveness` over loopback, body read to the end.
