@@ -73,6 +73,12 @@ fn refuse(spec: &Spec, registry: Option<&Registry>, reason: GaveUp, message: Str
 
 type AttemptHandle = JoinHandle<Result<(), Failure>>;
 
+/// A grant of a singleton's lease, and the lease it came from.
+struct Grant {
+    lease: Arc<dyn crate::lease::Lease>,
+    held: singleton::Held,
+}
+
 /// Aborts the attempt if the supervisor is dropped; the task is recorded as
 /// cancelled once the attempt and its children are dropped.
 struct Guard {
@@ -80,11 +86,11 @@ struct Guard {
     entry: Arc<Entry>,
     attempt: Option<AttemptHandle>,
     scope: Option<Arc<Scope>>,
-    /// A singleton's grant while it holds one: released once the attempt is
-    /// dropped, also when the supervisor is.
+    /// A singleton's grant while it holds one, the one record of it: kept
+    /// and released by the restart loop, and released by the guard when
+    /// the supervisor is dropped, once the attempt is.
     /// Boxed: one word for the tasks that are not singletons.
-    #[allow(clippy::type_complexity)]
-    held: Option<Box<(Arc<dyn crate::lease::Lease>, u64)>>,
+    grant: Option<Box<Grant>>,
     /// Disarmed once the supervisor has recorded the task's end itself.
     armed: bool,
 }
@@ -96,7 +102,7 @@ impl Guard {
             entry,
             attempt: None,
             scope: None,
-            held: None,
+            grant: None,
             armed: true,
         }
     }
@@ -115,8 +121,9 @@ impl Drop for Guard {
         }
         // A grant still held is released once the attempt is dropped, never
         // before: a standby may start as soon as it is.
-        let release = self.held.take().map(|held| {
-            let (lease, token) = *held;
+        let release = self.grant.take().map(|grant| {
+            let Grant { lease, held } = *grant;
+            let token = held.fencing_token;
             self.entry.lease_released();
             let name = self.entry.name().to_owned();
             async move {
@@ -299,16 +306,17 @@ where
                 return finish(&entry, Exit::Cancelled);
             }
             // A singleton first waits for its lease, as a standby.
-            let mut held = match &spec.policy.lease {
-                Some(lease) => {
-                    match Box::pin(singleton::acquire(spec, &*lease.0, &entry, token)).await {
-                        // Boxed: one word in every supervisor.
-                        Some(held) => Some(Box::new(held)),
-                        None => return finish(&entry, Exit::Cancelled),
+            if let Some(lease) = &spec.policy.lease {
+                match Box::pin(singleton::acquire(spec, &*lease.0, &entry, token)).await {
+                    Some(held) => {
+                        guard.grant = Some(Box::new(Grant {
+                            lease: lease.0.clone(),
+                            held,
+                        }))
                     }
+                    None => return finish(&entry, Exit::Cancelled),
                 }
-                None => None,
-            };
+            }
             attempt = attempt.saturating_add(1);
             streak.started(attempt, requested);
             entry.start_attempt(attempt);
@@ -324,13 +332,10 @@ where
             let attempt_token = match control {
                 Some(control) => control.begin_attempt(token),
                 // A singleton's attempt stops alone when its lease is lost.
-                None if held.is_some() => token.child_token(),
+                None if guard.grant.is_some() => token.child_token(),
                 None => token.clone(),
             };
-            let fencing = held.as_ref().map(|held| held.fencing_token);
-            if let (Some(lease), Some(token)) = (&spec.policy.lease, fencing) {
-                guard.held = Some(Box::new((lease.0.clone(), token)));
-            }
+            let fencing = guard.grant.as_ref().map(|grant| grant.held.fencing_token);
             let ctx = Context::new(
                 entry.clone(),
                 attempt_token.clone(),
@@ -341,24 +346,30 @@ where
             let ending = match spawn_attempt(f, ctx, &entry, &scope, attempt) {
                 Ok(handle) => {
                     guard.attempt = Some(handle);
-                    match (&spec.policy.lease, held.as_mut()) {
-                        (Some(lease), Some(held)) => {
+                    // The attempt's handle and the grant, borrowed apart.
+                    let Guard {
+                        attempt: running,
+                        grant,
+                        ..
+                    } = &mut *guard;
+                    match grant.as_deref_mut() {
+                        Some(grant) => {
                             let watch = watch_held(
                                 spec,
-                                &*lease.0,
+                                &entry,
                                 &attempt_token,
-                                guard,
+                                running,
                                 &scope,
                                 attempt,
-                                held,
+                                grant,
                             );
                             Box::pin(watch).await
                         }
-                        _ => {
+                        None => {
                             watch_attempt(
                                 spec,
                                 &attempt_token,
-                                guard,
+                                running,
                                 &scope,
                                 attempt,
                                 spec.policy.grace,
@@ -379,14 +390,20 @@ where
                 });
             }
             stop_attempt(&entry, guard, &scope).await;
-            guard.held = None;
-            let lost = held.as_ref().is_some_and(|held| held.lost);
-            if let (Some(lease), Some(held)) = (&spec.policy.lease, &held) {
-                // The attempt is dropped: the grant can go. Also after a loss:
-                // a grant that was only slow to renew is then free at once (a
-                // lost one is released as a no-op).
-                let timing = singleton::Timing::of(&*lease.0, spec.policy.grace);
-                Box::pin(singleton::release(&*lease.0, &entry, held, timing)).await;
+            // The attempt is dropped: the grant can go. Also after a loss: a
+            // grant that was only slow to renew is then free at once (a lost
+            // one is released as a no-op).
+            let grant = guard.grant.take();
+            let lost = grant.as_ref().is_some_and(|grant| grant.held.lost);
+            if let Some(grant) = grant {
+                let timing = singleton::Timing::of(&*grant.lease, spec.policy.grace);
+                Box::pin(singleton::release(
+                    &*grant.lease,
+                    &entry,
+                    &grant.held,
+                    timing,
+                ))
+                .await;
             }
 
             let request = control.and_then(|control| {
@@ -604,25 +621,25 @@ async fn stop_attempt(entry: &Entry, guard: &mut Guard, scope: &Scope) {
 
 /// [`watch_attempt`] for a singleton: also keeps its lease, and when the
 /// lease can no longer be proven, cancels the attempt (with the grace of a
-/// singleton) and marks `held` lost.
-#[allow(clippy::too_many_arguments)]
+/// singleton) and marks the grant lost.
 async fn watch_held(
     spec: &Spec,
-    lease: &dyn crate::lease::Lease,
+    entry: &Entry,
     token: &CancellationToken,
-    guard: &mut Guard,
+    running: &mut Option<AttemptHandle>,
     scope: &Scope,
     attempt: u32,
-    held: &mut singleton::Held,
+    grant: &mut Grant,
 ) -> Ending {
-    let entry = guard.entry.clone();
+    let Grant { lease, held } = grant;
+    let lease = &**lease;
     let timing = singleton::Timing::of(lease, spec.policy.grace);
-    let watch = watch_attempt(spec, token, guard, scope, attempt, timing.grace);
+    let watch = watch_attempt(spec, token, running, scope, attempt, timing.grace);
     let mut watch = std::pin::pin!(watch);
     tokio::select! {
         biased;
         ending = &mut watch => ending,
-        reason = singleton::keep(lease, &entry, held, timing) => {
+        reason = singleton::keep(lease, entry, held, timing) => {
             tracing::warn!(
                 task = %spec.name,
                 attempt,
@@ -645,13 +662,13 @@ async fn watch_held(
 fn watch_attempt<'a>(
     spec: &'a Spec,
     token: &'a CancellationToken,
-    guard: &'a mut Guard,
+    running: &'a mut Option<AttemptHandle>,
     scope: &'a Scope,
     attempt: u32,
     grace: std::time::Duration,
 ) -> impl Future<Output = Ending> + Send + 'a {
     async move {
-        let handle = guard.attempt.as_mut().expect("attempt was just spawned");
+        let handle = running.as_mut().expect("attempt was just spawned");
         let ending = tokio::select! {
             biased;
             joined = &mut *handle => Some(from_join(joined, attempt)),
