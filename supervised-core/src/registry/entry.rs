@@ -641,6 +641,17 @@ mod tests {
         })
     }
 
+    /// A supervised entry (a singleton's with `singleton`) on a manual
+    /// clock, and the clock, as a handle and as the registry reads it.
+    fn on_manual_clock(singleton: bool) -> (ManualClock, Clock, Entry) {
+        let manual = ManualClock::new();
+        let clock = Clock::Manual(manual.clone());
+        let entry = Entry::new("a", &clock, Some((settings(), singleton)));
+        (manual, clock, entry)
+    }
+
+    const THRESHOLD: Duration = Duration::from_secs(10);
+
     /// What a health check of a live task reads is the entry's first 16
     /// bytes: with the allocation's 16-byte alignment, one cache line.
     #[test]
@@ -652,18 +663,15 @@ mod tests {
     /// The quick answer from the first 16 bytes agrees with the exact one.
     #[test]
     fn staleness_and_the_end_read_quickly_as_exactly() {
-        let manual = ManualClock::new();
-        let clock = Clock::Manual(manual.clone());
-        let threshold = Duration::from_secs(10);
-        let entry = Entry::new("a", &clock, Some((settings(), false)));
+        let (manual, clock, entry) = on_manual_clock(false);
         let now = || clock.now_mono();
-        assert!(entry.stale_by(now(), threshold), "never beat");
+        assert!(entry.stale_by(now(), THRESHOLD), "never beat");
         entry.beat();
-        assert!(!entry.stale_by(now(), threshold));
+        assert!(!entry.stale_by(now(), THRESHOLD));
         manual.advance(Duration::from_secs(11));
-        assert!(entry.stale_by(now(), threshold), "silent for 11 s");
+        assert!(entry.stale_by(now(), THRESHOLD), "silent for 11 s");
         entry.beat_named(SystemTime::now());
-        assert!(!entry.stale_by(now(), threshold), "a by-name beat counts");
+        assert!(!entry.stale_by(now(), THRESHOLD), "a by-name beat counts");
 
         assert_eq!(entry.ended_mono(), None);
         entry.set_state(TaskState::Stopping);
@@ -680,17 +688,14 @@ mod tests {
     /// never stale by name.
     #[test]
     fn a_singleton_counts_from_its_grant() {
-        let manual = ManualClock::new();
-        let clock = Clock::Manual(manual.clone());
-        let threshold = Duration::from_secs(10);
-        let entry = Entry::new("s", &clock, Some((settings(), true)));
+        let (manual, clock, entry) = on_manual_clock(true);
         let now = || clock.now_mono();
-        assert!(!entry.stale_by(now(), threshold), "a standby");
+        assert!(!entry.stale_by(now(), THRESHOLD), "a standby");
         manual.advance(Duration::from_secs(60));
         entry.lease_acquired(1);
         entry.set_state(TaskState::Running);
-        assert!(!entry.stale_by(now(), threshold), "just granted");
+        assert!(!entry.stale_by(now(), THRESHOLD), "just granted");
         manual.advance(Duration::from_secs(11));
-        assert!(entry.stale_by(now(), threshold), "silent since its grant");
+        assert!(entry.stale_by(now(), THRESHOLD), "silent since its grant");
     }
 }
