@@ -182,7 +182,7 @@ impl Entry {
         &self.name
     }
 
-    /// The heartbeat hot path: a coarse clock read and three relaxed atomic
+    /// The heartbeat hot path: a coarse clock read and four relaxed atomic
     /// operations; no lock, no system call. A lost increment under a race
     /// between two threads beating the same task is harmless: the counter
     /// still changes, which is all the watchdog looks for.
