@@ -73,19 +73,15 @@ pub(crate) struct Supervision {
 
 /// One name in the registry.
 ///
-/// In declaration order (`repr(C)`): a health check of a live task reads
-/// only the first 16 bytes, which the 16-byte alignment of the allocation
-/// keeps within one cache line, so that checking 100,000 tasks costs one
-/// cache miss per task, not three. The rest of what it may need comes next
-/// (see [`Supervision`]).
+/// In declaration order (`repr(C)`): a health check of a live task that
+/// beats through its `Context` reads only the first 16 bytes (the end stamp
+/// and the last beat), which the 16-byte alignment of the allocation keeps
+/// within one cache line, so that checking 100,000 tasks costs one cache
+/// miss per task, not three. The rest of what it may need comes next (see
+/// [`Supervision`]).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Entry {
-    /// A stamp stored by every heartbeat of either kind and every grant of
-    /// a singleton's lease: a moment from which the task's silence counts at
-    /// the latest. A check that finds it recent enough needs nothing else;
-    /// otherwise it reads the exact stamps below. 0 if none.
-    fresh_mono: AtomicU64,
     /// Registry-clock stamp of the move to a final state, 0 before (and
     /// always for heartbeat-only names); the retention of finished tasks
     /// counts from here.
@@ -153,7 +149,6 @@ impl Entry {
         Entry {
             name: SmolStr::new(name),
             hot: clock.hot(),
-            fresh_mono: AtomicU64::new(0),
             ended_mono: AtomicU64::new(0),
             beat_mono: AtomicU64::new(0),
             named_mono: AtomicU64::new(0),
@@ -182,7 +177,7 @@ impl Entry {
         &self.name
     }
 
-    /// The heartbeat hot path: a coarse clock read and four relaxed atomic
+    /// The heartbeat hot path: a coarse clock read and three relaxed atomic
     /// operations; no lock, no system call. A lost increment under a race
     /// between two threads beating the same task is harmless: the counter
     /// still changes, which is all the watchdog looks for.
@@ -190,7 +185,6 @@ impl Entry {
     fn beat(&self) {
         let now = self.hot.now();
         self.beat_mono.store(now, Ordering::Relaxed);
-        self.fresh_mono.store(now, Ordering::Relaxed);
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
         if n == 0 {
@@ -250,9 +244,8 @@ impl Entry {
         if let Some(slot) = self.sup().lease.as_deref() {
             *lock(&slot.reason) = None;
             slot.fencing.store(fencing_token, Ordering::Relaxed);
-            let now = self.hot.now().max(1);
-            slot.resumed_mono.store(now, Ordering::Relaxed);
-            self.fresh_mono.store(now, Ordering::Relaxed);
+            slot.resumed_mono
+                .store(self.hot.now().max(1), Ordering::Relaxed);
             slot.leader.store(true, Ordering::Relaxed);
         }
     }
@@ -318,7 +311,6 @@ impl Entry {
         let now = self.hot.now();
         self.named_wall.store(encode_wall(wall), Ordering::Relaxed);
         self.named_mono.store(now, Ordering::Relaxed);
-        self.fresh_mono.store(now, Ordering::Relaxed);
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
         if n == 0 {
@@ -353,10 +345,11 @@ impl Entry {
     /// silent for longer, counted for a singleton from its last grant; never
     /// while a standby.
     pub(super) fn stale_by(&self, now_mono: u64, threshold: Duration) -> bool {
-        // Every stamp stored here is one of the exact ones below, which
-        // are at least as recent: recent enough here is recent enough.
-        let fresh = self.fresh_mono.load(Ordering::Relaxed);
-        if fresh != 0 && Duration::from_nanos(now_mono.saturating_sub(fresh)) <= threshold {
+        // The last `Context` beat is one of the stamps the exact answer
+        // below takes the latest of, and it sits next to the end stamp:
+        // recent enough alone is recent enough, read in the same cache line.
+        let beat = self.beat_mono.load(Ordering::Relaxed);
+        if beat != 0 && Duration::from_nanos(now_mono.saturating_sub(beat)) <= threshold {
             return false;
         }
         let slot = self.supervision.as_ref().and_then(|s| s.lease.as_deref());
@@ -411,7 +404,7 @@ impl Entry {
     /// When the task reached its final state (registry-clock stamp); `None`
     /// while it has not, and for heartbeat-only names.
     pub(crate) fn ended_mono(&self) -> Option<u64> {
-        // Stored before the final state: 0 means not ended, without reading
+        // 0 until the final state is recorded: not ended, without reading
         // the supervision data.
         let at = self.ended_mono.load(Ordering::Acquire);
         if at == 0 {
@@ -652,12 +645,13 @@ mod tests {
 
     const THRESHOLD: Duration = Duration::from_secs(10);
 
-    /// What a health check of a live task reads is the entry's first 16
-    /// bytes: with the allocation's 16-byte alignment, one cache line.
+    /// What a health check of a live task that beats through its `Context`
+    /// reads is the entry's first 16 bytes: with the allocation's 16-byte
+    /// alignment, one cache line.
     #[test]
     fn the_health_check_fields_come_first() {
-        assert_eq!(std::mem::offset_of!(Entry, fresh_mono), 0);
-        assert_eq!(std::mem::offset_of!(Entry, ended_mono), 8);
+        assert_eq!(std::mem::offset_of!(Entry, ended_mono), 0);
+        assert_eq!(std::mem::offset_of!(Entry, beat_mono), 8);
     }
 
     /// The quick answer from the first 16 bytes agrees with the exact one.
