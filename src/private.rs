@@ -5,14 +5,12 @@
 //! that local items of the user's crate cannot shadow them.
 
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context as Cx, Poll};
 
 pub use ::core::time::Duration;
 pub use ::std::boxed::Box;
 pub use supervised_core::{
-    BoxedAttempt, CancellationToken, Context, Group, Jitter, OnStale, RestartPolicy, Spec,
-    Strategy, Task, TaskOutput, DEFAULT_QUARANTINE_INITIAL, DEFAULT_QUARANTINE_MAX,
+    BoxedAttempt, CancellationToken, Context, Group, IntoOutcome, Jitter, OnStale, RestartPolicy,
+    Spec, Strategy, Task, TaskOutput, DEFAULT_QUARANTINE_INITIAL, DEFAULT_QUARANTINE_MAX,
 };
 pub use supervised_macros::__spawn_all;
 
@@ -22,8 +20,8 @@ pub use supervised_macros::__spawn_all;
 /// body's output is inferred from it) and checks, once and at the return
 /// type, that `R` is one a supervised fn may return.
 ///
-/// The body comes boxed, and its output is converted by a wrapper future
-/// which is generic over the return type only: fns that return the same type
+/// The body comes boxed, and its output is converted by the runtime's
+/// adapter, here generic over the return type only: fns that return the same type
 /// share this fn and the conversion, instead of each compiling copies of
 /// their own.
 #[inline]
@@ -31,19 +29,7 @@ pub fn attempt<R>(body: Box<dyn Future<Output = R> + Send + 'static>) -> BoxedAt
 where
     R: TaskOutput,
 {
-    Box::pin(Outcome::<R>(Box::into_pin(body)))
-}
-
-/// The body of one attempt, its output turned into the attempt's outcome.
-struct Outcome<R>(Pin<Box<dyn Future<Output = R> + Send + 'static>>);
-
-impl<R: TaskOutput> Future for Outcome<R> {
-    type Output = Result<(), String>;
-
-    #[inline]
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Cx<'_>) -> Poll<Self::Output> {
-        self.0.as_mut().poll(cx).map(TaskOutput::into_outcome)
-    }
+    Box::pin(IntoOutcome::new(Box::into_pin(body)))
 }
 
 /// What every argument of a `#[supervised]` fn must be: it is kept for

@@ -87,6 +87,8 @@ pub use registry::{
     FailureKind, LeaseStatus, NameProblem, Registry, TaskState, TaskStatus,
     DEFAULT_RETAIN_FINISHED, MAX_NAME_LEN,
 };
+#[doc(hidden)]
+pub use run::IntoOutcome;
 pub use run::{run_with_recover, Exit, GaveUp, Spec, TaskOutput};
 #[doc(hidden)]
 pub use task::BoxedAttempt;

@@ -87,15 +87,18 @@ pin_project_lite::pin_project! {
     /// `fut` with its output turned into an attempt's outcome. A plain
     /// adapter, not an `async` block: a block awaiting a future it captured
     /// keeps that future twice, and the user's future is the largest part
-    /// of an attempt.
-    pub(crate) struct IntoOutcome<F> {
+    /// of an attempt. Also used by the code `#[supervised]` generates; not
+    /// public API.
+    #[doc(hidden)]
+    pub struct IntoOutcome<F> {
         #[pin]
         fut: F,
     }
 }
 
 impl<F> IntoOutcome<F> {
-    pub(crate) fn new(fut: F) -> Self {
+    /// `fut`, its output to be converted.
+    pub fn new(fut: F) -> Self {
         IntoOutcome { fut }
     }
 }

@@ -714,8 +714,9 @@ fn from_join(joined: Result<Result<(), Failure>, tokio::task::JoinError>, attemp
 
 pin_project_lite::pin_project! {
     /// The attempt's future, with each poll's start stamped in its entry so
-    /// that a status read can tell a poll that blocks its thread, and each
-    /// poll inside the attempt's span.
+    /// that a status read can tell a poll that blocks its thread, each poll
+    /// inside the attempt's span, and an `Err` outcome turned into the
+    /// attempt's failure.
     struct Timed<F> {
         entry: Arc<Entry>,
         // The attempt's span, entered for each poll.
