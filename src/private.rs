@@ -79,10 +79,10 @@ impl FromContext for Context {
     }
 }
 
-/// The value of the fn's `Context` parameter.
+/// The value of the fn's `Context` parameter: a clone of the attempt's.
 #[inline(always)]
-pub fn context<C: FromContext>(ctx: Context) -> C {
-    C::from_context(ctx)
+pub fn context<C: FromContext>(ctx: &Context) -> C {
+    C::from_context(ctx.clone())
 }
 
 /// What `spawn_all!` accepts as a task, written as an expression other than

@@ -1,14 +1,15 @@
 //! The expansion: a fn with the same name and arguments that returns a
 //! `Task` whose attempts run the body.
 
-use proc_macro2::{Delimiter, Group, Literal, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use proc_macro2::{Delimiter, Literal, Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, Signature, Visibility};
 
+use super::out::Out;
 use super::rename;
-use super::signature::Plan;
+use super::signature::{CtxParam, Plan};
 use crate::args::{Args, Given};
 use crate::duration::Dur;
 
@@ -72,151 +73,259 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
         None => syn::LitStr::new(&fn_name.unraw().to_string(), fn_name.span()),
     };
     let ctx = hidden_ctx();
+    let mut o = Out::new(Span::call_site());
 
-    let must_use = (!attrs.iter().any(|a| a.path().is_ident("must_use"))).then(|| {
-        // A literal built, not lexed from a string: the cheaper path.
-        let reason = Literal::string("a `Task` does nothing until it is run or spawned");
-        quote!(#[must_use = #reason])
-    });
-
-    // Each argument is cloned for each attempt through one generic helper,
-    // whose bound is the one check of its type; the call carries the
-    // argument's span, so the message points at it.
-    let mut clones = Vec::new();
-    let mut keep_receiver = None;
-    if let Some(r) = &plan.receiver {
-        let kept = Ident::new("__supervised_self", Span::mixed_site());
-        let self_token = r.token;
-        keep_receiver = Some(quote!(let #kept = #self_token;));
-        let renamed = rename::renamed(r.token.span);
-        let mutability = r.mutability.filter(|_| instrument.is_none());
-        let clone = quote_spanned!(r.ty.span()=> #pm::arg(&#kept));
-        clones.push(quote!(let #mutability #renamed = #clone;));
+    if !attrs.iter().any(|a| a.path().is_ident("must_use")) {
+        o.punct("#").group(Delimiter::Bracket, None, |o| {
+            // A literal built, not lexed from a string: the cheaper path.
+            let reason = Literal::string("a `Task` does nothing until it is run or spawned");
+            o.word("must_use").punct("=").tokens(reason);
+        });
     }
-    for a in &plan.args {
-        let mutability = a.mutability.filter(|_| instrument.is_none());
-        let (ident, cfgs) = (&a.ident, &a.cfgs);
-        let clone = quote_spanned!(a.ty.span()=> #pm::arg(&#ident));
-        clones.push(quote!(#(#cfgs)* let #mutability #ident = #clone;));
+    for attr in &attrs {
+        o.tokens(attr);
     }
-
-    // The value of the user's `Context` parameter.
-    let user_ctx_value = plan.ctx.as_ref().map(|c| {
-        let value = if beats > 0 {
-            quote!(::core::clone::Clone::clone(&#ctx))
-        } else {
-            quote!(#ctx)
-        };
-        let ty = &c.ty;
-        quote_spanned!(c.ty.span()=> #pm::context::<#ty>(#value))
-    });
-    let uses_ctx = plan.ctx.is_some() || beats > 0;
-    let ctx_param = if uses_ctx { quote!(#ctx) } else { quote!(_) };
-
-    let mut spec = spec_calls(args, &pm);
-    if beats == 0 && !plan.ctx.as_ref().is_some_and(|c| c.usable()) {
-        // Nothing in the fn can beat: readiness must not wait for a beat.
-        spec.extend(quote!(.without_heartbeat()));
-    }
-    let output = &plan.output;
-    let output_span = output.span();
-
-    let mut nested = None;
-    let mut sibling = None;
-    let attempt = match &instrument {
-        None => {
-            let bind_ctx = plan.ctx.as_ref().map(|c| {
-                let (pat, ty, cfgs) = (&c.pat, &c.ty, &c.cfgs);
-                quote!(#(#cfgs)* let #pat: #ty = #user_ctx_value;)
-            });
-            let attempt = quote_spanned!(output_span=> #pm::attempt::<#output>(#pm::Box::new(async move #body)));
-            quote! {
-                #bind_ctx
-                #attempt
-            }
-        }
-        Some(attr) => {
-            // One `async fn` per attempt, carrying the user's attribute.
-            let inner = format_ident!("__supervised_attempt_{}", fn_name.unraw());
-            let hidden = (beats > 0).then_some(&ctx);
-            let attr = super::instrument::for_attempt(attr, &fn_name.unraw(), hidden);
-            let mut params: Vec<TokenStream> = Vec::new();
-            let mut call: Vec<TokenStream> = Vec::new();
-            if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
-                params.push(r.to_token_stream());
-                call.push(rename::renamed(r.self_token.span).to_token_stream());
-            }
-            if beats > 0 {
-                params.push(quote!(#ctx: #pm::Context));
-                call.push(if plan.ctx.is_some() {
-                    quote!(::core::clone::Clone::clone(&#ctx))
-                } else {
-                    quote!(#ctx)
-                });
-            }
-            for (i, input) in sig.inputs.iter().enumerate() {
-                let FnArg::Typed(t) = input else { continue };
-                let mut t = t.clone();
-                t.attrs.retain(|a| !super::signature::is_context_marker(a));
-                params.push(t.to_token_stream());
-                match (&plan.ctx, &*t.pat) {
-                    (Some(c), _) if c.index == i => {
-                        call.push(user_ctx_value.clone().into_token_stream())
-                    }
-                    // The argument's name, without its `mut`.
-                    (_, syn::Pat::Ident(p)) => call.push(p.ident.to_token_stream()),
-                    (_, pat) => call.push(pat.to_token_stream()),
-                }
-            }
-            let generics = &sig.generics;
-            let where_clause = &sig.generics.where_clause;
-            let user_output = &sig.output;
-            let def = quote! {
-                #attr
-                #[allow(clippy::too_many_arguments)]
-                async fn #inner #generics (#(#params),*) #user_output #where_clause #body
-            };
-            let turbofish = turbofish(&sig);
-            let call = if plan.receiver.is_some() || names_self {
-                sibling = Some(quote!(#[doc(hidden)] #def));
-                quote!(Self::#inner #turbofish (#(#call),*))
-            } else {
-                nested = Some(def);
-                quote!(#inner #turbofish (#(#call),*))
-            };
-            quote_spanned!(output_span=> #pm::attempt::<#output>(#pm::Box::new(#call)))
-        }
-    };
-
-    let closure = quote! {
-        move |#ctx_param: #pm::Context| {
-            #(#clones)*
-            #attempt
-        }
-    };
-    let task =
-        quote!(#pm::Task::from_outcomes(#pm::Spec::new(#task_name) #spec, #pm::Box::new(#closure)));
-    let fn_token = sig.fn_token;
+    o.tokens(&vis).tokens(sig.fn_token).tokens(fn_name);
     let generics = &sig.generics;
-    let where_clause = &sig.generics.where_clause;
-    let params = &plan.params;
+    o.tokens(generics);
+    o.group(Delimiter::Parenthesis, None, |o| {
+        for (i, param) in plan.params.iter().enumerate() {
+            if i > 0 {
+                o.punct(",");
+            }
+            o.tokens(param);
+        }
+    });
+    o.punct("->").private(&pm.0, "Task");
+    o.tokens(&generics.where_clause);
+
     // The body's braces keep the user's span: rustc's suggestions about the
     // fn (e.g. on `.await` of the task) then point at the fn, not at the
     // attribute.
-    let mut fn_body = Group::new(
-        Delimiter::Brace,
-        quote! {
-            #nested
-            #keep_receiver
-            #task
-        },
-    );
-    fn_body.set_span(body_span);
-    quote! {
-        #must_use
-        #(#attrs)*
-        #vis #fn_token #fn_name #generics (#(#params),*) -> #pm::Task #where_clause #fn_body
-        #sibling
+    let mut sibling = None;
+    o.group(Delimiter::Brace, Some(body_span), |o| {
+        let call = instrument.as_ref().map(|attr| {
+            let f = PerAttempt::of(&sig, plan, attr, beats, &pm, &ctx, &body);
+            if plan.receiver.is_some() || names_self {
+                let def = f.def;
+                sibling = Some(quote!(#[doc(hidden)] #def));
+                f.call_as_method
+            } else {
+                o.tokens(f.def);
+                f.call
+            }
+        });
+        if let Some(r) = &plan.receiver {
+            o.word("let").tokens(kept_receiver()).punct("=");
+            o.tokens(r.token).punct(";");
+        }
+        o.private(&pm.0, "Task::from_outcomes");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.private(&pm.0, "Spec::new");
+            o.group(Delimiter::Parenthesis, None, |o| {
+                o.tokens(&task_name);
+            });
+            spec_calls(o, args, &pm);
+            if beats == 0 && !plan.ctx.as_ref().is_some_and(|c| c.usable()) {
+                // Nothing in the fn can beat: readiness must not wait for a beat.
+                o.punct(".").word("without_heartbeat");
+                o.group(Delimiter::Parenthesis, None, |_| {});
+            }
+            o.punct(",").private(&pm.0, "Box::new");
+            o.group(Delimiter::Parenthesis, None, |o| {
+                factory(o, plan, instrument.is_some(), beats, &pm, &ctx, call, &body);
+            });
+        });
+    });
+    o.tokens(sibling);
+    o.finish()
+}
+
+/// The factory of attempts: `move |ctx: Context| { clones; attempt }`.
+#[allow(clippy::too_many_arguments)]
+fn factory(
+    o: &mut Out,
+    plan: &Plan,
+    instrumented: bool,
+    beats: usize,
+    pm: &Trees,
+    ctx: &Ident,
+    call: Option<TokenStream>,
+    body: &TokenStream,
+) {
+    o.word("move").punct("|");
+    if plan.ctx.is_some() || beats > 0 {
+        o.tokens(ctx);
+    } else {
+        o.word("_");
+    }
+    o.punct(":").private(&pm.0, "Context").punct("|");
+    o.group(Delimiter::Brace, None, |o| {
+        // Each argument is cloned for each attempt through one generic
+        // helper, whose bound is the one check of its type; the call carries
+        // the argument's span, so the message points at it.
+        if let Some(r) = &plan.receiver {
+            let mutability = r.mutability.filter(|_| !instrumented);
+            o.word("let").tokens(mutability);
+            o.tokens(rename::renamed(r.token.span)).punct("=");
+            clone_arg(o, pm, first_span(&r.ty), &kept_receiver());
+        }
+        for a in &plan.args {
+            let mutability = a.mutability.filter(|_| !instrumented);
+            for cfg in &a.cfgs {
+                o.tokens(cfg);
+            }
+            o.word("let").tokens(mutability).tokens(&a.ident).punct("=");
+            clone_arg(o, pm, first_span(&a.ty), &a.ident);
+        }
+        let output = &plan.output;
+        let output_span = first_span(output);
+        if call.is_none() {
+            if let Some(c) = &plan.ctx {
+                for cfg in &c.cfgs {
+                    o.tokens(cfg);
+                }
+                o.word("let")
+                    .tokens(&c.pat)
+                    .punct(":")
+                    .tokens(&c.ty)
+                    .punct("=");
+                user_ctx_value(o, c, pm, ctx);
+                o.punct(";");
+            }
+        }
+        // The call carries the return type's span: an output that is not a
+        // task's is reported there, once.
+        o.spanned(output_span, |o| {
+            o.private(&pm.0, "attempt").punct("::").punct("<");
+            o.tokens(output).punct(">");
+            o.group(Delimiter::Parenthesis, None, |o| {
+                o.private(&pm.0, "Box::new");
+                o.group(Delimiter::Parenthesis, None, |o| match call {
+                    Some(call) => {
+                        o.tokens(call);
+                    }
+                    None => {
+                        o.word("async").word("move").tokens(body);
+                    }
+                });
+            });
+        });
+    });
+}
+
+/// `__private::arg(&ident);`, spanned at the argument's type.
+fn clone_arg(o: &mut Out, pm: &Trees, span: Span, ident: &Ident) {
+    o.spanned(span, |o| {
+        o.private(&pm.0, "arg");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.punct("&").tokens(ident);
+        });
+    });
+    o.punct(";");
+}
+
+/// The value of the user's `Context` parameter:
+/// `__private::context::<Ty>(&ctx)`, spanned at its type.
+fn user_ctx_value(o: &mut Out, c: &CtxParam, pm: &Trees, ctx: &Ident) {
+    o.spanned(first_span(&c.ty), |o| {
+        o.private(&pm.0, "context").punct("::").punct("<");
+        o.tokens(&c.ty).punct(">");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.spanned(Span::call_site(), |o| {
+                o.punct("&").tokens(ctx);
+            });
+        });
+    });
+}
+
+/// The span `syn` gives a type on stable Rust (its first token's), found
+/// without printing the type for the common case of a path.
+fn first_span(ty: &syn::Type) -> Span {
+    match ty {
+        syn::Type::Path(p) if p.qself.is_none() => {
+            match (&p.path.leading_colon, p.path.segments.first()) {
+                (Some(colon), _) => colon.spans[0],
+                (None, Some(first)) => first.ident.span(),
+                (None, None) => ty.span(),
+            }
+        }
+        _ => ty.span(),
+    }
+}
+
+/// The receiver of a method, kept by the factory.
+fn kept_receiver() -> Ident {
+    Ident::new("__supervised_self", Span::mixed_site())
+}
+
+/// The `async fn` that runs each attempt when `#[tracing::instrument]` is
+/// written below `#[supervised]`, carrying the user's attribute.
+struct PerAttempt {
+    def: TokenStream,
+    /// Its call when it is defined inside the generated fn.
+    call: TokenStream,
+    /// Its call when it is defined next to it, in the `impl`.
+    call_as_method: TokenStream,
+}
+
+impl PerAttempt {
+    fn of(
+        sig: &Signature,
+        plan: &Plan,
+        attr: &Attribute,
+        beats: usize,
+        pm: &Trees,
+        ctx: &Ident,
+        body: &TokenStream,
+    ) -> PerAttempt {
+        let fn_name = &sig.ident;
+        let inner = format_ident!("__supervised_attempt_{}", fn_name.unraw());
+        let hidden = (beats > 0).then_some(ctx);
+        let attr = super::instrument::for_attempt(attr, &fn_name.unraw(), hidden);
+        let mut params: Vec<TokenStream> = Vec::new();
+        let mut call: Vec<TokenStream> = Vec::new();
+        if let Some(FnArg::Receiver(r)) = sig.inputs.first() {
+            params.push(r.to_token_stream());
+            call.push(rename::renamed(r.self_token.span).to_token_stream());
+        }
+        if beats > 0 {
+            params.push(quote!(#ctx: #pm::Context));
+            call.push(if plan.ctx.is_some() {
+                quote!(::core::clone::Clone::clone(&#ctx))
+            } else {
+                quote!(#ctx)
+            });
+        }
+        for (i, input) in sig.inputs.iter().enumerate() {
+            let FnArg::Typed(t) = input else { continue };
+            let mut t = t.clone();
+            t.attrs.retain(|a| !super::signature::is_context_marker(a));
+            params.push(t.to_token_stream());
+            match (&plan.ctx, &*t.pat) {
+                (Some(c), _) if c.index == i => {
+                    let mut value = Out::new(Span::call_site());
+                    user_ctx_value(&mut value, c, pm, ctx);
+                    call.push(value.finish());
+                }
+                // The argument's name, without its `mut`.
+                (_, syn::Pat::Ident(p)) => call.push(p.ident.to_token_stream()),
+                (_, pat) => call.push(pat.to_token_stream()),
+            }
+        }
+        let generics = &sig.generics;
+        let where_clause = &sig.generics.where_clause;
+        let user_output = &sig.output;
+        let turbofish = turbofish(sig);
+        PerAttempt {
+            def: quote! {
+                #attr
+                #[allow(clippy::too_many_arguments)]
+                async fn #inner #generics (#(#params),*) #user_output #where_clause #body
+            },
+            call: quote!(#inner #turbofish (#(#call),*)),
+            call_as_method: quote!(Self::#inner #turbofish (#(#call),*)),
+        }
     }
 }
 
@@ -246,57 +355,75 @@ fn turbofish(sig: &Signature) -> TokenStream {
     quote!(::<#(#names),*>)
 }
 
-fn duration(pm: &Trees, d: Dur) -> TokenStream {
-    let secs = Literal::u64_unsuffixed(d.secs);
-    let nanos = Literal::u32_unsuffixed(d.nanos);
-    quote!(#pm::Duration::new(#secs, #nanos))
+/// `__private::Duration::new(secs, nanos)`.
+fn duration(o: &mut Out, pm: &Trees, d: Dur) {
+    o.private(&pm.0, "Duration::new");
+    o.group(Delimiter::Parenthesis, None, |o| {
+        o.tokens(Literal::u64_unsuffixed(d.secs)).punct(",");
+        o.tokens(Literal::u32_unsuffixed(d.nanos));
+    });
 }
 
-fn spec_calls(args: &Args, pm: &Trees) -> TokenStream {
-    let mut calls = TokenStream::new();
-    let dur_call = |calls: &mut TokenStream, method: &str, given: &Option<Given<Dur>>| {
+/// `.method(value)`, a call of the `Spec` builder; the method carries the
+/// key's span.
+fn call(o: &mut Out, method: &str, key: Span, value: impl FnOnce(&mut Out)) {
+    o.punct(".").tokens(Ident::new(method, key));
+    o.group(Delimiter::Parenthesis, None, value);
+}
+
+fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
+    let dur_call = |o: &mut Out, method: &str, given: &Option<Given<Dur>>| {
         if let Some(g) = given {
-            let method = Ident::new(method, g.key);
-            let d = duration(pm, g.value);
-            calls.extend(quote!(.#method(#d)));
+            call(o, method, g.key, |o| duration(o, pm, g.value));
         }
     };
-    dur_call(&mut calls, "backoff_initial", &args.backoff_initial);
-    dur_call(&mut calls, "backoff_max", &args.backoff_max);
-    if let Some(g) = &args.jitter {
-        let v = Ident::new(g.value, g.span);
-        calls.extend(quote!(.jitter(#pm::Jitter::#v)));
-    }
-    dur_call(&mut calls, "reset_after", &args.reset_after);
-    if let Some(g) = &args.restart {
-        let v = Ident::new(g.value, g.span);
-        calls.extend(quote!(.restart(#pm::RestartPolicy::#v)));
-    }
+    // `.method(__private::Enum::Variant)`, the variant at the value's span.
+    let variant_call = |o: &mut Out, method: &str, ty: &str, given: &Option<Given<&str>>| {
+        if let Some(g) = given {
+            o.punct(".").word(method);
+            o.group(Delimiter::Parenthesis, None, |o| {
+                o.private(&pm.0, ty)
+                    .punct("::")
+                    .tokens(Ident::new(g.value, g.span));
+            });
+        }
+    };
+    dur_call(o, "backoff_initial", &args.backoff_initial);
+    dur_call(o, "backoff_max", &args.backoff_max);
+    variant_call(o, "jitter", "Jitter", &args.jitter);
+    dur_call(o, "reset_after", &args.reset_after);
+    variant_call(o, "restart", "RestartPolicy", &args.restart);
     if let (Some(max), Some(within)) = (&args.max_restarts, &args.within) {
-        let n = Literal::u32_unsuffixed(max.value);
-        let d = duration(pm, within.value);
-        calls.extend(quote!(.max_restarts(#n, #d)));
+        o.punct(".").word("max_restarts");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.tokens(Literal::u32_unsuffixed(max.value)).punct(",");
+            duration(o, pm, within.value);
+        });
     }
-    dur_call(&mut calls, "stale_after", &args.stale_after);
-    if let Some(g) = &args.on_stale {
-        let v = Ident::new(g.value, g.span);
-        calls.extend(quote!(.on_stale(#pm::OnStale::#v)));
-    }
-    dur_call(&mut calls, "grace", &args.grace);
-    dur_call(&mut calls, "blocking_after", &args.blocking_after);
+    dur_call(o, "stale_after", &args.stale_after);
+    variant_call(o, "on_stale", "OnStale", &args.on_stale);
+    dur_call(o, "grace", &args.grace);
+    dur_call(o, "blocking_after", &args.blocking_after);
     if args.quarantine_initial.is_some() || args.quarantine_max.is_some() {
-        let initial = match &args.quarantine_initial {
-            Some(g) => duration(pm, g.value),
-            None => quote!(#pm::DEFAULT_QUARANTINE_INITIAL),
-        };
-        let max = match &args.quarantine_max {
-            Some(g) => duration(pm, g.value),
-            None => quote!(#pm::DEFAULT_QUARANTINE_MAX),
-        };
-        calls.extend(quote!(.quarantine(#initial, #max)));
+        o.punct(".").word("quarantine");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            match &args.quarantine_initial {
+                Some(g) => duration(o, pm, g.value),
+                None => {
+                    o.private(&pm.0, "DEFAULT_QUARANTINE_INITIAL");
+                }
+            }
+            o.punct(",");
+            match &args.quarantine_max {
+                Some(g) => duration(o, pm, g.value),
+                None => {
+                    o.private(&pm.0, "DEFAULT_QUARANTINE_MAX");
+                }
+            }
+        });
     }
     if args.singleton.as_ref().is_some_and(|g| g.value) {
-        calls.extend(quote!(.singleton_from_group()));
+        o.punct(".").word("singleton_from_group");
+        o.group(Delimiter::Parenthesis, None, |_| {});
     }
-    calls
 }

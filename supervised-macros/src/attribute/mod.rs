@@ -9,6 +9,7 @@
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
+use syn::parse::discouraged::Speculative;
 use syn::parse::{Parse, ParseStream};
 use syn::{Attribute, Block, Signature, Visibility};
 
@@ -18,8 +19,11 @@ use crate::heartbeat;
 
 mod generate;
 mod instrument;
+mod out;
 mod rename;
 mod signature;
+#[cfg(test)]
+mod tests;
 
 use generate::{hidden_ctx, Parts};
 use signature::Plan;
@@ -42,8 +46,104 @@ type Head = (Vec<Attribute>, Visibility, Signature);
 fn parse_head(input: ParseStream<'_>) -> syn::Result<Head> {
     let attrs = input.call(Attribute::parse_outer)?;
     let vis: Visibility = input.parse()?;
-    let sig: Signature = input.parse()?;
+    let fork = input.fork();
+    let sig = match plain_signature(&fork) {
+        Ok(Some(sig)) if fork.is_empty() => {
+            input.advance_to(&fork);
+            sig
+        }
+        _ => input.parse()?,
+    };
     Ok((attrs, vis, sig))
+}
+
+/// The signature written most often, `async fn name(a: A, mut b: B) -> T`,
+/// read without `syn`'s general parser, which tries every form a parameter
+/// can take and is most of the attribute's cost in a debug build. `None`
+/// for any other shape (generics, qualifiers, receivers, patterns,
+/// attributes on parameters), which the general parser then reads.
+fn plain_signature(input: ParseStream<'_>) -> syn::Result<Option<Signature>> {
+    use syn::punctuated::Punctuated;
+    use syn::{FnArg, Pat, PatIdent, PatType, ReturnType, Token};
+
+    if !input.peek(Token![async]) {
+        return Ok(None);
+    }
+    let asyncness: Token![async] = input.parse()?;
+    if !input.peek(Token![fn]) {
+        return Ok(None);
+    }
+    let fn_token: Token![fn] = input.parse()?;
+    let ident: syn::Ident = input.parse()?;
+    if !input.peek(syn::token::Paren) {
+        return Ok(None);
+    }
+    let content;
+    let paren_token = syn::parenthesized!(content in input);
+    let mut inputs = Punctuated::new();
+    while !content.is_empty() {
+        let mutability: Option<Token![mut]> = content.parse()?;
+        // `self`, `_` and keywords are not plain names.
+        if !content.peek(syn::Ident) || content.peek(Token![self]) || !content.peek2(Token![:]) {
+            return Ok(None);
+        }
+        let name: syn::Ident = content.parse()?;
+        let colon_token: Token![:] = content.parse()?;
+        let ty = plain_type(&content)?;
+        inputs.push_value(FnArg::Typed(PatType {
+            attrs: Vec::new(),
+            pat: Box::new(Pat::Ident(PatIdent {
+                attrs: Vec::new(),
+                by_ref: None,
+                mutability,
+                ident: name,
+                subpat: None,
+            })),
+            colon_token,
+            ty: Box::new(ty),
+        }));
+        if content.is_empty() {
+            break;
+        }
+        inputs.push_punct(content.parse::<Token![,]>()?);
+    }
+    let output = if input.peek(Token![->]) {
+        let arrow: Token![->] = input.parse()?;
+        ReturnType::Type(arrow, Box::new(plain_type(input)?))
+    } else {
+        ReturnType::Default
+    };
+    Ok(Some(Signature {
+        constness: None,
+        asyncness: Some(asyncness),
+        unsafety: None,
+        abi: None,
+        fn_token,
+        ident,
+        generics: syn::Generics::default(),
+        paren_token,
+        inputs,
+        variadic: None,
+        output,
+    }))
+}
+
+/// A type: a lone name (`u64`, `Context`) directly, any other by `syn`.
+fn plain_type(input: ParseStream<'_>) -> syn::Result<syn::Type> {
+    let lone = input.cursor().ident().and_then(|(ident, rest)| {
+        let ends = rest.eof() || rest.punct().is_some_and(|(p, _)| p.as_char() == ',');
+        ends.then_some(ident)
+    });
+    match lone {
+        Some(ident) if !matches!(ident.to_string().as_str(), "dyn" | "impl" | "_" | "fn") => {
+            input.step(|cursor| Ok(((), cursor.ident().map_or(*cursor, |(_, rest)| rest))))?;
+            Ok(syn::Type::Path(syn::TypePath {
+                qself: None,
+                path: ident.into(),
+            }))
+        }
+        _ => input.parse(),
+    }
 }
 
 impl Parse for LenientFn {
