@@ -9,6 +9,10 @@
 # bodies that never return, so the script also checks that the expansion is
 # warning-free there.
 #
+# When valgrind is installed, it also counts the instructions rustc executes
+# for one such rebuild of each crate: a measure this machine's noise does not
+# move.
+#
 # Usage: scripts/compile_time.sh            (EDITION=2021 RUNS=5 to change)
 set -euo pipefail
 
@@ -115,3 +119,25 @@ echo "edition $EDITION, $N fns, rustc $(rustc --version | cut -d' ' -f2)"
 for cmd in check build; do
     time_cmd "$cmd"
 done
+
+# Instructions rustc executes for one incremental rebuild of `kind`, in
+# millions (cachegrind, following the child processes of the command cargo
+# runs).
+instructions() { # kind
+    local kind=$1 crate cmd
+    crate="ct_$kind"
+    touch "$WORK/$kind/src/lib.rs"
+    cmd=$(cd "$WORK/$kind" && cargo build -v 2>&1 | grep "Running \`.*--crate-name $crate " |
+        sed 's/^ *Running `//; s/`$//')
+    touch "$WORK/$kind/src/lib.rs"
+    (cd "$WORK/$kind" && valgrind --tool=cachegrind --cache-sim=no --trace-children=yes \
+        --cachegrind-out-file=/dev/null bash -c "$cmd" 2>&1) |
+        grep -E 'I +refs' | tr -d , | awk '{ if ($NF > m) m = $NF } END { printf "%.1f", m / 1e6 }'
+}
+
+if command -v valgrind >/dev/null; then
+    a=$(instructions annotated)
+    p=$(instructions plain)
+    printf 'rustc instructions, one rebuild: annotated %s M, plain %s M; ratio %.2f\n' \
+        "$a" "$p" "$(echo "scale=4; $a / $p" | bc)"
+fi

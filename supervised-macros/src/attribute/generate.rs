@@ -75,13 +75,6 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
     let ctx = hidden_ctx();
     let mut o = Out::new(Span::call_site());
 
-    if !attrs.iter().any(|a| a.path().is_ident("must_use")) {
-        o.punct("#").group(Delimiter::Bracket, None, |o| {
-            // A literal built, not lexed from a string: the cheaper path.
-            let reason = Literal::string("a `Task` does nothing until it is run or spawned");
-            o.word("must_use").punct("=").tokens(reason);
-        });
-    }
     for attr in &attrs {
         o.tokens(attr);
     }

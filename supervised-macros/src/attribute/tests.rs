@@ -104,6 +104,11 @@ fn the_builder_joins_punctuation_and_nests_groups() {
         .collect();
     assert_eq!(
         spacings,
-        [Spacing::Joint, Spacing::Alone, Spacing::Joint, Spacing::Alone]
+        [
+            Spacing::Joint,
+            Spacing::Alone,
+            Spacing::Joint,
+            Spacing::Alone
+        ]
     );
 }
