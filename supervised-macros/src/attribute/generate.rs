@@ -161,7 +161,7 @@ fn factory(
             let mutability = r.mutability.filter(|_| !instrumented);
             o.word("let").tokens(mutability);
             o.tokens(rename::renamed(r.token.span)).punct("=");
-            clone_arg(o, pm, first_span(&r.ty), &kept_receiver());
+            clone_arg(o, pm, type_span(&r.ty), &kept_receiver());
         }
         for a in &plan.args {
             let mutability = a.mutability.filter(|_| !instrumented);
@@ -169,10 +169,10 @@ fn factory(
                 o.tokens(cfg);
             }
             o.word("let").tokens(mutability).tokens(&a.ident).punct("=");
-            clone_arg(o, pm, first_span(&a.ty), &a.ident);
+            clone_arg(o, pm, type_span(&a.ty), &a.ident);
         }
         let output = &plan.output;
-        let output_span = first_span(output);
+        let output_span = type_span(output);
         if call.is_none() {
             if let Some(c) = &plan.ctx {
                 for cfg in &c.cfgs {
@@ -221,7 +221,7 @@ fn clone_arg(o: &mut Out, pm: &Trees, span: Span, ident: &Ident) {
 /// The value of the user's `Context` parameter:
 /// `__private::context::<Ty>(&ctx)`, spanned at its type.
 fn user_ctx_value(o: &mut Out, c: &CtxParam, pm: &Trees, ctx: &Ident) {
-    o.spanned(first_span(&c.ty), |o| {
+    o.spanned(type_span(&c.ty), |o| {
         o.private(&pm.0, "context").punct("::").punct("<");
         o.tokens(&c.ty).punct(">");
         o.group(Delimiter::Parenthesis, None, |o| {
@@ -232,11 +232,13 @@ fn user_ctx_value(o: &mut Out, c: &CtxParam, pm: &Trees, ctx: &Ident) {
     });
 }
 
-/// The span `syn` gives a type on stable Rust (its first token's), found
-/// without printing the type for the common case of a path.
-fn first_span(ty: &syn::Type) -> Span {
+/// The span `syn` gives a type: the join of its first and last tokens'
+/// where the compiler joins spans (nightly), else its first token's, which
+/// is found here without printing the type when it is a path.
+fn type_span(ty: &syn::Type) -> Span {
+    let joins = Span::call_site().join(Span::call_site()).is_some();
     match ty {
-        syn::Type::Path(p) if p.qself.is_none() => {
+        syn::Type::Path(p) if p.qself.is_none() && !joins => {
             match (&p.path.leading_colon, p.path.segments.first()) {
                 (Some(colon), _) => colon.spans[0],
                 (None, Some(first)) => first.ident.span(),

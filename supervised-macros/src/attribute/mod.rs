@@ -11,7 +11,7 @@ use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::parse::discouraged::Speculative;
 use syn::parse::{Parse, ParseStream};
-use syn::{Attribute, Block, Signature, Visibility};
+use syn::{Attribute, Block, Signature, Token, Visibility};
 
 use crate::args::Args;
 use crate::errors::Errors;
@@ -64,7 +64,7 @@ fn parse_head(input: ParseStream<'_>) -> syn::Result<Head> {
 /// attributes on parameters), which the general parser then reads.
 fn plain_signature(input: ParseStream<'_>) -> syn::Result<Option<Signature>> {
     use syn::punctuated::Punctuated;
-    use syn::{FnArg, Pat, PatIdent, PatType, ReturnType, Token};
+    use syn::{FnArg, Pat, PatIdent, PatType, ReturnType};
 
     if !input.peek(Token![async]) {
         return Ok(None);
@@ -83,8 +83,15 @@ fn plain_signature(input: ParseStream<'_>) -> syn::Result<Option<Signature>> {
     let mut inputs = Punctuated::new();
     while !content.is_empty() {
         let mutability: Option<Token![mut]> = content.parse()?;
-        // `self`, `_` and keywords are not plain names.
-        if !content.peek(syn::Ident) || content.peek(Token![self]) || !content.peek2(Token![:]) {
+        // `self`, `_` and keywords are not plain names; a name from a
+        // `macro_rules!` fragment comes in an invisible group syn keeps;
+        // `a:::T` is not `a: ::T`.
+        if content.peek(syn::token::Group)
+            || !content.peek(syn::Ident)
+            || content.peek(Token![self])
+            || !content.peek2(Token![:])
+            || content.peek2(Token![::])
+        {
             return Ok(None);
         }
         let name: syn::Ident = content.parse()?;
@@ -128,14 +135,18 @@ fn plain_signature(input: ParseStream<'_>) -> syn::Result<Option<Signature>> {
     }))
 }
 
-/// A type: a lone name (`u64`, `Context`) directly, any other by `syn`.
+/// A type: a lone name (`u64`, `Context`, `Self`) directly, any other by
+/// `syn` (keywords, and a type from a `macro_rules!` fragment, which comes
+/// in an invisible group that `syn` keeps).
 fn plain_type(input: ParseStream<'_>) -> syn::Result<syn::Type> {
     let lone = input.cursor().ident().and_then(|(ident, rest)| {
         let ends = rest.eof() || rest.punct().is_some_and(|(p, _)| p.as_char() == ',');
         ends.then_some(ident)
     });
+    let plain =
+        !input.peek(syn::token::Group) && (input.peek(syn::Ident) || input.peek(Token![Self]));
     match lone {
-        Some(ident) if !matches!(ident.to_string().as_str(), "dyn" | "impl" | "_" | "fn") => {
+        Some(ident) if plain => {
             input.step(|cursor| Ok(((), cursor.ident().map_or(*cursor, |(_, rest)| rest))))?;
             Ok(syn::Type::Path(syn::TypePath {
                 qself: None,

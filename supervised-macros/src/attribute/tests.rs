@@ -61,6 +61,11 @@ fn other_signatures_go_to_syn() {
         "async fn a(#[context] ctx: Ctx)",
         "async fn a(#[cfg(unix)] fd: i32)",
         "async fn a(x: u8, ...)",
+        "async fn a(b:::T)",
+        "async fn a(x: for)",
+        "async fn a(x: struct, y: u8)",
+        "async fn a(x: u8) -> where",
+        "async fn a(x: u8) -> unsafe",
     ] {
         let tokens: TokenStream = head.parse().unwrap();
         if let Ok((_, _, sig)) = parse_head.parse2(tokens) {
@@ -80,6 +85,40 @@ fn read_quick(head: &str) -> bool {
     })
     .parse2(tokens)
     .unwrap_or(false)
+}
+
+/// A type or a name from a `macro_rules!` fragment (`$t:ty`, `$p:pat`)
+/// comes in an invisible group; the signature read keeps it where `syn`
+/// keeps it.
+#[test]
+fn fragments_in_invisible_groups_are_read_as_syn_reads_them() {
+    fn invisible_groups(tokens: TokenStream) -> usize {
+        tokens
+            .into_iter()
+            .map(|t| match t {
+                TokenTree::Group(g) => {
+                    usize::from(g.delimiter() == Delimiter::None) + invisible_groups(g.stream())
+                }
+                _ => 0,
+            })
+            .sum()
+    }
+    let invisible = |tokens: TokenStream| TokenTree::Group(Group::new(Delimiter::None, tokens));
+    let ty = invisible(quote!(u64));
+    let pat = invisible(quote!(x));
+    for head in [
+        quote!(async fn a(x: #ty)),
+        quote!(async fn a() -> #ty),
+        quote!(async fn a(#pat: u64)),
+    ] {
+        let (_, _, ours) = parse_head.parse2(head.clone()).unwrap();
+        let theirs: Signature = syn::parse2(head.clone()).unwrap();
+        assert_eq!(
+            invisible_groups(ours.to_token_stream()),
+            invisible_groups(theirs.to_token_stream()),
+            "{head}"
+        );
+    }
 }
 
 #[test]
