@@ -89,6 +89,23 @@ fn saturating_nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// The system's wall clock in nanoseconds since the Unix epoch (negative
+/// before it), read as `SystemTime::now` reads it.
+#[inline]
+fn system_wall_nanos() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+        t.tv_sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(t.tv_nsec as i64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        wall_nanos(SystemTime::now())
+    }
+}
+
 /// Nanoseconds since the Unix epoch, negative before it.
 fn wall_nanos(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -252,6 +269,19 @@ impl Clock {
         }
     }
 
+    /// The current wall time, encoded as [`encode_wall`] does: what a
+    /// by-name heartbeat stores. On Linux the system clock is read as
+    /// `SystemTime::now` reads it (`CLOCK_REALTIME`), without building a
+    /// `SystemTime` and measuring it from the epoch again, which was a third
+    /// of a by-name heartbeat.
+    #[inline]
+    pub(crate) fn now_wall_encoded(&self) -> i64 {
+        match self {
+            Clock::System => system_wall_nanos(),
+            _ => encode_wall(self.now_wall()),
+        }
+    }
+
     /// The wall time that corresponds to a monotonic reading, under the current
     /// relation between the two clocks.
     pub(crate) fn wall_of(&self, mono: u64) -> SystemTime {
@@ -326,6 +356,21 @@ mod tests {
         clock.set_wall(back);
         assert_eq!(c.now_mono(), m0);
         assert_eq!(c.now_wall(), back);
+    }
+
+    /// The by-name heartbeat's reading of the system clock is the one
+    /// `SystemTime::now` gives: it falls between two readings of it.
+    #[test]
+    fn system_wall_reading_is_system_time_now() {
+        for _ in 0..1_000 {
+            let before = encode_wall(SystemTime::now());
+            let read = Clock::System.now_wall_encoded();
+            let after = encode_wall(SystemTime::now());
+            assert!(
+                before <= read && read <= after,
+                "{before} <= {read} <= {after}"
+            );
+        }
     }
 
     #[test]

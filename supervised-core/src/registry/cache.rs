@@ -10,7 +10,6 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
-use std::time::SystemTime;
 
 use super::{Entry, Inner};
 
@@ -39,7 +38,7 @@ fn slot_of(name: &str) -> usize {
 
 /// Beats `name` through the cache; `false` on a miss.
 #[inline]
-pub(super) fn beat(registry: &Arc<Inner>, name: &str, wall: SystemTime) -> bool {
+pub(super) fn beat(registry: &Arc<Inner>, name: &str, wall: i64) -> bool {
     SLOTS_OF_THREAD
         .try_with(|slots| {
             let slots = slots.borrow();

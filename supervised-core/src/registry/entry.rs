@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use smol_str::SmolStr;
 
 use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
-use crate::clock::{decode_wall, encode_wall, Clock, HotClock};
+use crate::clock::{decode_wall, Clock, HotClock};
 use crate::isolate::{IsolatedCounts, Policy, Quarantine};
 
 /// What a supervised task declares about its health when it registers:
@@ -307,9 +307,11 @@ impl Entry {
         }
     }
 
-    pub(super) fn beat_named(&self, wall: SystemTime) {
+    /// A heartbeat by name at `wall`, encoded by
+    /// [`encode_wall`](crate::clock::encode_wall).
+    pub(super) fn beat_named(&self, wall: i64) {
         let now = self.hot.now();
-        self.named_wall.store(encode_wall(wall), Ordering::Relaxed);
+        self.named_wall.store(wall, Ordering::Relaxed);
         self.named_mono.store(now, Ordering::Relaxed);
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
@@ -664,7 +666,7 @@ mod tests {
         assert!(!entry.stale_by(now(), THRESHOLD));
         manual.advance(Duration::from_secs(11));
         assert!(entry.stale_by(now(), THRESHOLD), "silent for 11 s");
-        entry.beat_named(SystemTime::now());
+        entry.beat_named(crate::clock::encode_wall(SystemTime::now()));
         assert!(!entry.stale_by(now(), THRESHOLD), "a by-name beat counts");
 
         assert_eq!(entry.ended_mono(), None);
@@ -674,7 +676,7 @@ mod tests {
         assert_eq!(entry.ended_mono(), Some(now()));
         // Heartbeat-only names never end.
         let named = Entry::new("b", &clock, None);
-        named.beat_named(SystemTime::now());
+        named.beat_named(crate::clock::encode_wall(SystemTime::now()));
         assert_eq!(named.ended_mono(), None);
     }
 

@@ -329,7 +329,7 @@ impl Registry {
     /// Each thread remembers the entries of the last names it beat, so that a
     /// repeated beat costs a clock read and a few stores, without a lookup.
     pub fn heartbeat(&self, name: &str) {
-        let wall = self.inner.clock.now_wall();
+        let wall = self.inner.clock.now_wall_encoded();
         if cache::beat(&self.inner, name, wall) {
             return;
         }
