@@ -79,6 +79,27 @@ impl FromContext for Context {
     }
 }
 
+/// The spec of a `#[supervised]` fn: its name, and the durations its
+/// attribute sets as `(key, seconds, nanoseconds)`. One call with literals
+/// in place of a builder call and a `Duration::new` per key, each of which
+/// the user's every build would otherwise type-check.
+pub fn spec(name: &'static str, durations: &[(&str, u64, u32)]) -> Spec {
+    let mut spec = Spec::new(name);
+    for &(key, secs, nanos) in durations {
+        let d = Duration::new(secs, nanos);
+        spec = match key {
+            "backoff_initial" => spec.backoff_initial(d),
+            "backoff_max" => spec.backoff_max(d),
+            "reset_after" => spec.reset_after(d),
+            "stale_after" => spec.stale_after(d),
+            "grace" => spec.grace(d),
+            "blocking_after" => spec.blocking_after(d),
+            other => unreachable!("`#[supervised]` gives no duration key `{other}`"),
+        };
+    }
+    spec
+}
+
 /// The value of the fn's `Context` parameter: a clone of the attempt's.
 #[inline(always)]
 pub fn context<C: FromContext>(ctx: &Context) -> C {
@@ -207,5 +228,37 @@ pub fn spawn_member(group: &mut Group, task: Task, argument: &str) {
             "spawn_all!: `{argument}` is a second task named `{name}`; the tasks of one group \
              need different names: rename one with `{argument}.named(\"...\")`"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_sets_each_duration_key() {
+        let spec = spec(
+            "keys",
+            &[
+                ("backoff_initial", 1, 0),
+                ("backoff_max", 2, 0),
+                ("reset_after", 3, 0),
+                ("stale_after", 4, 500),
+                ("grace", 5, 0),
+                ("blocking_after", 0, 6_000_000),
+            ],
+        );
+        let built = Spec::new("keys")
+            .backoff_initial(Duration::from_secs(1))
+            .backoff_max(Duration::from_secs(2))
+            .reset_after(Duration::from_secs(3))
+            .stale_after(Duration::new(4, 500))
+            .grace(Duration::from_secs(5))
+            .blocking_after(Duration::from_millis(6));
+        assert_eq!(spec.name(), "keys");
+        assert_eq!(spec.get_stale_after(), Some(Duration::new(4, 500)));
+        assert_eq!(spec.get_grace(), Duration::from_secs(5));
+        assert_eq!(spec.get_blocking_after(), Duration::from_millis(6));
+        assert_eq!(format!("{spec:?}"), format!("{built:?}"));
     }
 }

@@ -114,11 +114,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
         }
         o.private(&pm.0, "Task::from_outcomes");
         o.group(Delimiter::Parenthesis, None, |o| {
-            o.private(&pm.0, "Spec::new");
-            o.group(Delimiter::Parenthesis, None, |o| {
-                o.tokens(&task_name);
-            });
-            spec_calls(o, args, &pm);
+            spec(o, args, &pm, &task_name);
             if beats == 0 && !plan.ctx.as_ref().is_some_and(|c| c.usable()) {
                 // Nothing in the fn can beat: readiness must not wait for a beat.
                 o.punct(".").word("without_heartbeat");
@@ -359,19 +355,54 @@ fn duration(o: &mut Out, pm: &Trees, d: Dur) {
     });
 }
 
-/// `.method(value)`, a call of the `Spec` builder; the method carries the
-/// key's span.
-fn call(o: &mut Out, method: &str, key: Span, value: impl FnOnce(&mut Out)) {
-    o.punct(".").tokens(Ident::new(method, key));
-    o.group(Delimiter::Parenthesis, None, value);
+/// The task's `Spec`: `__private::spec(name, &[(key, secs, nanos), ..])`
+/// for the durations the attribute sets (one call with literals, cheaper
+/// for rustc than a builder call and a `Duration::new` per key), or
+/// `Spec::new(name)` when it sets none, then a builder call for each other
+/// key.
+fn spec(o: &mut Out, args: &Args, pm: &Trees, name: &syn::LitStr) {
+    let durations: Vec<(&str, &Given<Dur>)> = [
+        ("backoff_initial", &args.backoff_initial),
+        ("backoff_max", &args.backoff_max),
+        ("reset_after", &args.reset_after),
+        ("stale_after", &args.stale_after),
+        ("grace", &args.grace),
+        ("blocking_after", &args.blocking_after),
+    ]
+    .into_iter()
+    .filter_map(|(key, given)| given.as_ref().map(|g| (key, g)))
+    .collect();
+    if durations.is_empty() {
+        o.private(&pm.0, "Spec::new");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.tokens(name);
+        });
+    } else {
+        o.private(&pm.0, "spec");
+        o.group(Delimiter::Parenthesis, None, |o| {
+            o.tokens(name).punct(",").punct("&");
+            o.group(Delimiter::Bracket, None, |o| {
+                for (i, (key, g)) in durations.iter().enumerate() {
+                    if i > 0 {
+                        o.punct(",");
+                    }
+                    // The key's literal carries the key's span.
+                    let mut key = Literal::string(key);
+                    key.set_span(g.key);
+                    o.group(Delimiter::Parenthesis, None, |o| {
+                        o.tokens(key).punct(",");
+                        o.tokens(Literal::u64_unsuffixed(g.value.secs)).punct(",");
+                        o.tokens(Literal::u32_unsuffixed(g.value.nanos));
+                    });
+                }
+            });
+        });
+    }
+    spec_calls(o, args, pm);
 }
 
+/// The builder calls for the keys that are not plain durations.
 fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
-    let dur_call = |o: &mut Out, method: &str, given: &Option<Given<Dur>>| {
-        if let Some(g) = given {
-            call(o, method, g.key, |o| duration(o, pm, g.value));
-        }
-    };
     // `.method(__private::Enum::Variant)`, the variant at the value's span.
     let variant_call = |o: &mut Out, method: &str, ty: &str, given: &Option<Given<&str>>| {
         if let Some(g) = given {
@@ -383,10 +414,7 @@ fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
             });
         }
     };
-    dur_call(o, "backoff_initial", &args.backoff_initial);
-    dur_call(o, "backoff_max", &args.backoff_max);
     variant_call(o, "jitter", "Jitter", &args.jitter);
-    dur_call(o, "reset_after", &args.reset_after);
     variant_call(o, "restart", "RestartPolicy", &args.restart);
     if let (Some(max), Some(within)) = (&args.max_restarts, &args.within) {
         o.punct(".").word("max_restarts");
@@ -395,10 +423,7 @@ fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
             duration(o, pm, within.value);
         });
     }
-    dur_call(o, "stale_after", &args.stale_after);
     variant_call(o, "on_stale", "OnStale", &args.on_stale);
-    dur_call(o, "grace", &args.grace);
-    dur_call(o, "blocking_after", &args.blocking_after);
     if args.quarantine_initial.is_some() || args.quarantine_max.is_some() {
         o.punct(".").word("quarantine");
         o.group(Delimiter::Parenthesis, None, |o| {
