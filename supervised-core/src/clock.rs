@@ -272,8 +272,8 @@ impl Clock {
     /// The current wall time, encoded as [`encode_wall`] does: what a
     /// by-name heartbeat stores. On Linux the system clock is read as
     /// `SystemTime::now` reads it (`CLOCK_REALTIME`), without building a
-    /// `SystemTime` and measuring it from the epoch again, which was a third
-    /// of a by-name heartbeat.
+    /// `SystemTime` and measuring it from the epoch again, which was about a
+    /// quarter of a by-name heartbeat.
     #[inline]
     pub(crate) fn now_wall_encoded(&self) -> i64 {
         match self {
