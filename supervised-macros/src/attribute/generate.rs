@@ -89,7 +89,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
             o.tokens(param);
         }
     });
-    o.punct("->").private(&pm.0, "Task");
+    o.punct("->").private(&pm, "Task");
     o.tokens(&generics.where_clause);
 
     // The body's braces keep the user's span: rustc's suggestions about the
@@ -98,21 +98,23 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
     let mut sibling = None;
     o.group(Delimiter::Brace, Some(body_span), |o| {
         let call = instrument.as_ref().map(|attr| {
-            let f = PerAttempt::of(&sig, plan, attr, beats, &pm, &ctx, &body);
-            if plan.receiver.is_some() || names_self {
-                let def = f.def;
+            // Next to the fn, in the `impl`, when it needs `Self`; else
+            // inside the generated fn.
+            let as_method = plan.receiver.is_some() || names_self;
+            let f = PerAttempt::of(&sig, plan, attr, beats, &pm, &ctx, &body, as_method);
+            let def = f.def;
+            if as_method {
                 sibling = Some(quote!(#[doc(hidden)] #def));
-                f.call_as_method
             } else {
-                o.tokens(f.def);
-                f.call
+                o.tokens(def);
             }
+            f.call
         });
         if let Some(r) = &plan.receiver {
             o.word("let").tokens(kept_receiver()).punct("=");
             o.tokens(r.token).punct(";");
         }
-        o.private(&pm.0, "Task::from_outcomes");
+        o.private(&pm, "Task::from_outcomes");
         o.group(Delimiter::Parenthesis, None, |o| {
             spec(o, args, &pm, &task_name);
             if beats == 0 && !plan.ctx.as_ref().is_some_and(|c| c.usable()) {
@@ -120,7 +122,7 @@ pub(super) fn generate(parts: Parts, args: &Args, plan: &Plan) -> TokenStream {
                 o.punct(".").word("without_heartbeat");
                 o.group(Delimiter::Parenthesis, None, |_| {});
             }
-            o.punct(",").private(&pm.0, "Box::new");
+            o.punct(",").private(&pm, "Box::new");
             o.group(Delimiter::Parenthesis, None, |o| {
                 factory(o, plan, instrument.is_some(), beats, &pm, &ctx, call, &body);
             });
@@ -148,7 +150,7 @@ fn factory(
     } else {
         o.word("_");
     }
-    o.punct(":").private(&pm.0, "Context").punct("|");
+    o.punct(":").private(pm, "Context").punct("|");
     o.group(Delimiter::Brace, None, |o| {
         // Each argument is cloned for each attempt through one generic
         // helper, whose bound is the one check of its type; the call carries
@@ -186,10 +188,10 @@ fn factory(
         // The call carries the return type's span: an output that is not a
         // task's is reported there, once.
         o.spanned(output_span, |o| {
-            o.private(&pm.0, "attempt").punct("::").punct("<");
+            o.private(pm, "attempt").punct("::").punct("<");
             o.tokens(output).punct(">");
             o.group(Delimiter::Parenthesis, None, |o| {
-                o.private(&pm.0, "Box::new");
+                o.private(pm, "Box::new");
                 o.group(Delimiter::Parenthesis, None, |o| match call {
                     Some(call) => {
                         o.tokens(call);
@@ -206,7 +208,7 @@ fn factory(
 /// `__private::arg(&ident);`, spanned at the argument's type.
 fn clone_arg(o: &mut Out, pm: &Trees, span: Span, ident: &Ident) {
     o.spanned(span, |o| {
-        o.private(&pm.0, "arg");
+        o.private(pm, "arg");
         o.group(Delimiter::Parenthesis, None, |o| {
             o.punct("&").tokens(ident);
         });
@@ -218,7 +220,7 @@ fn clone_arg(o: &mut Out, pm: &Trees, span: Span, ident: &Ident) {
 /// `__private::context::<Ty>(&ctx)`, spanned at its type.
 fn user_ctx_value(o: &mut Out, c: &CtxParam, pm: &Trees, ctx: &Ident) {
     o.spanned(type_span(&c.ty), |o| {
-        o.private(&pm.0, "context").punct("::").punct("<");
+        o.private(pm, "context").punct("::").punct("<");
         o.tokens(&c.ty).punct(">");
         o.group(Delimiter::Parenthesis, None, |o| {
             o.spanned(Span::call_site(), |o| {
@@ -254,13 +256,13 @@ fn kept_receiver() -> Ident {
 /// written below `#[supervised]`, carrying the user's attribute.
 struct PerAttempt {
     def: TokenStream,
-    /// Its call when it is defined inside the generated fn.
+    /// Its call: `Self::name(..)` when it is defined next to the generated
+    /// fn, in the `impl`; `name(..)` when inside it.
     call: TokenStream,
-    /// Its call when it is defined next to it, in the `impl`.
-    call_as_method: TokenStream,
 }
 
 impl PerAttempt {
+    #[allow(clippy::too_many_arguments)]
     fn of(
         sig: &Signature,
         plan: &Plan,
@@ -269,6 +271,7 @@ impl PerAttempt {
         pm: &Trees,
         ctx: &Ident,
         body: &TokenStream,
+        as_method: bool,
     ) -> PerAttempt {
         let fn_name = &sig.ident;
         let inner = format_ident!("__supervised_attempt_{}", fn_name.unraw());
@@ -308,14 +311,18 @@ impl PerAttempt {
         let where_clause = &sig.generics.where_clause;
         let user_output = &sig.output;
         let turbofish = turbofish(sig);
+        let path = if as_method {
+            quote!(Self::#inner)
+        } else {
+            quote!(#inner)
+        };
         PerAttempt {
             def: quote! {
                 #attr
                 #[allow(clippy::too_many_arguments)]
                 async fn #inner #generics (#(#params),*) #user_output #where_clause #body
             },
-            call: quote!(#inner #turbofish (#(#call),*)),
-            call_as_method: quote!(Self::#inner #turbofish (#(#call),*)),
+            call: quote!(#path #turbofish (#(#call),*)),
         }
     }
 }
@@ -348,7 +355,7 @@ fn turbofish(sig: &Signature) -> TokenStream {
 
 /// `__private::Duration::new(secs, nanos)`.
 fn duration(o: &mut Out, pm: &Trees, d: Dur) {
-    o.private(&pm.0, "Duration::new");
+    o.private(pm, "Duration::new");
     o.group(Delimiter::Parenthesis, None, |o| {
         o.tokens(Literal::u64_unsuffixed(d.secs)).punct(",");
         o.tokens(Literal::u32_unsuffixed(d.nanos));
@@ -373,12 +380,12 @@ fn spec(o: &mut Out, args: &Args, pm: &Trees, name: &syn::LitStr) {
     .filter_map(|(key, given)| given.as_ref().map(|g| (key, g)))
     .collect();
     if durations.is_empty() {
-        o.private(&pm.0, "Spec::new");
+        o.private(pm, "Spec::new");
         o.group(Delimiter::Parenthesis, None, |o| {
             o.tokens(name);
         });
     } else {
-        o.private(&pm.0, "spec");
+        o.private(pm, "spec");
         o.group(Delimiter::Parenthesis, None, |o| {
             o.tokens(name).punct(",").punct("&");
             o.group(Delimiter::Bracket, None, |o| {
@@ -408,7 +415,7 @@ fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
         if let Some(g) = given {
             o.punct(".").word(method);
             o.group(Delimiter::Parenthesis, None, |o| {
-                o.private(&pm.0, ty)
+                o.private(pm, ty)
                     .punct("::")
                     .tokens(Ident::new(g.value, g.span));
             });
@@ -430,14 +437,14 @@ fn spec_calls(o: &mut Out, args: &Args, pm: &Trees) {
             match &args.quarantine_initial {
                 Some(g) => duration(o, pm, g.value),
                 None => {
-                    o.private(&pm.0, "DEFAULT_QUARANTINE_INITIAL");
+                    o.private(pm, "DEFAULT_QUARANTINE_INITIAL");
                 }
             }
             o.punct(",");
             match &args.quarantine_max {
                 Some(g) => duration(o, pm, g.value),
                 None => {
-                    o.private(&pm.0, "DEFAULT_QUARANTINE_MAX");
+                    o.private(pm, "DEFAULT_QUARANTINE_MAX");
                 }
             }
         });

@@ -88,7 +88,6 @@ fn plain_signature(input: ParseStream<'_>) -> syn::Result<Option<Signature>> {
         // `a:::T` is not `a: ::T`.
         if content.peek(syn::token::Group)
             || !content.peek(syn::Ident)
-            || content.peek(Token![self])
             || !content.peek2(Token![:])
             || content.peek2(Token![::])
         {

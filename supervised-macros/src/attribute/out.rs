@@ -64,10 +64,9 @@ impl Out {
         self
     }
 
-    /// The runtime's `__private` path, then `::tail`.
-    pub(super) fn private(&mut self, pm: &[TokenTree], tail: &str) -> &mut Self {
-        self.tokens.extend(pm.iter().cloned());
-        self.punct("::").path(tail)
+    /// The runtime's `__private` path `pm`, then `::tail`.
+    pub(super) fn private(&mut self, pm: impl ToTokens, tail: &str) -> &mut Self {
+        self.tokens(pm).punct("::").path(tail)
     }
 
     /// Tokens that keep their own spans: the user's, or ones built apart.
