@@ -5,7 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -227,7 +227,6 @@ impl Context {
 #[derive(Default)]
 pub(crate) struct Scope {
     children: Mutex<Children>,
-    failed: Notify,
     /// Futures made with [`Scope::track`] and not yet dropped.
     live: AtomicUsize,
     closed: AtomicBool,
@@ -265,11 +264,35 @@ impl Drop for Live {
     }
 }
 
+/// The future of [`Scope::first_failure`].
+pub(crate) struct FirstFailure<'a>(&'a Scope);
+
+impl Future for FirstFailure<'_> {
+    type Output = Failure;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Failure> {
+        let mut children = lock(&self.0.children);
+        match children.failure.take() {
+            Some(failure) => Poll::Ready(*failure),
+            None => {
+                match &mut children.waiter {
+                    Some(waiter) => waiter.clone_from(cx.waker()),
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Children {
     handles: Vec<AbortHandle>,
     closed: bool,
     failure: Option<Box<Failure>>,
+    /// The supervisor waiting for `failure`: a waker, not a `Notify`, so that
+    /// its wait is one pointer in the supervisor's future.
+    waiter: Option<Waker>,
 }
 
 impl Scope {
@@ -290,22 +313,23 @@ impl Scope {
     /// Fails the attempt with `failure`, unless it already failed or ended:
     /// a child's panic, or the stall watchdog's verdict.
     pub(crate) fn fail(&self, failure: Failure) {
-        let mut children = lock(&self.children);
-        if children.failure.is_none() && !children.closed {
+        let waiter = {
+            let mut children = lock(&self.children);
+            if children.failure.is_some() || children.closed {
+                return;
+            }
             children.failure = Some(Box::new(failure));
-            self.failed.notify_one();
+            children.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
         }
     }
 
-    /// Resolves with the first failure given to [`Scope::fail`].
-    pub(crate) async fn first_failure(&self) -> Failure {
-        loop {
-            let notified = self.failed.notified();
-            if let Some(f) = lock(&self.children).failure.take() {
-                return *f;
-            }
-            notified.await;
-        }
+    /// Resolves with the first failure given to [`Scope::fail`]. One waiter
+    /// at a time: the supervisor.
+    pub(crate) fn first_failure(&self) -> FirstFailure<'_> {
+        FirstFailure(self)
     }
 
     /// Counts `fut` as a future of this attempt until it is dropped.

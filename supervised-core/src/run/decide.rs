@@ -21,8 +21,12 @@ pub(super) enum Ending {
     Cancelled(Option<Box<Failure>>),
 }
 
-/// What the restart decisions remember between attempts.
-pub(super) struct Streak {
+/// What the restart decisions remember between attempts. Made on the
+/// first decision: a task that never ends keeps one pointer for it, not the
+/// counts, in the future every supervised task pays for.
+pub(super) struct Streak(Option<Box<Counts>>);
+
+struct Counts {
     /// Restarts since the delay was last reset.
     length: u32,
     rng: Option<Rng>,
@@ -32,19 +36,27 @@ pub(super) struct Streak {
 }
 
 impl Streak {
-    pub(super) fn new(spec: &Spec) -> Self {
-        Streak {
-            length: 0,
-            rng: (spec.policy.backoff.jitter != Jitter::None).then(Rng::from_entropy),
-            restarts: spec.policy.limit.map(|_| VecDeque::new()),
-        }
+    pub(super) fn new() -> Self {
+        Streak(None)
+    }
+
+    fn counts(&mut self, spec: &Spec) -> &mut Counts {
+        self.0.get_or_insert_with(|| {
+            Box::new(Counts {
+                length: 0,
+                rng: (spec.policy.backoff.jitter != Jitter::None).then(Rng::from_entropy),
+                restarts: spec.policy.limit.map(|_| VecDeque::new()),
+            })
+        })
     }
 
     /// Attempt `attempt` starts now; `requested` when it follows a restart
     /// on request, which the restart limit does not count.
-    pub(super) fn started(&mut self, attempt: u32, requested: bool) {
-        if let (Some(restarts), true) = (self.restarts.as_mut(), attempt > 1 && !requested) {
-            restarts.push_back(Instant::now());
+    pub(super) fn started(&mut self, spec: &Spec, attempt: u32, requested: bool) {
+        if attempt > 1 && !requested && spec.policy.limit.is_some() {
+            if let Some(restarts) = self.counts(spec).restarts.as_mut() {
+                restarts.push_back(Instant::now());
+            }
         }
     }
 }
@@ -85,6 +97,7 @@ pub(super) fn decide(
         tracing::debug!(task = name, attempt, "supervised task completed");
         return Err(finish(entry, Exit::Completed));
     }
+    let streak = streak.counts(spec);
     if started.elapsed() >= spec.policy.backoff.reset_after {
         streak.length = 0;
     }
@@ -130,7 +143,7 @@ pub(super) fn decide(
 
 /// Would a restart at `next_start` make more than `max_restarts` restarts
 /// (attempt starts) within one window of length `within`?
-fn limit_reached(spec: &Spec, streak: &mut Streak, next_start: Instant) -> Option<GaveUp> {
+fn limit_reached(spec: &Spec, streak: &mut Counts, next_start: Instant) -> Option<GaveUp> {
     let limit = spec.policy.limit?;
     let restarts = streak.restarts.as_mut()?;
     while restarts

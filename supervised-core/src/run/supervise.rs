@@ -255,22 +255,55 @@ where
             .stale_after
             .map(|_| Box::<Stall>::default());
         let control = control.as_deref();
-        let exit = match (spec.policy.health.stale_after, stall.as_deref()) {
+        let watchdog = match (spec.policy.health.stale_after, stall.as_deref()) {
             (Some(stale_after), Some(stall)) => {
-                let watchdog = Box::pin(watchdog(&spec, stale_after, &entry, stall));
-                tokio::select! {
-                    biased;
-                    exit = run(&spec, &token, guard, Some(stall), control, &mut f) => exit,
-                    never = watchdog => match never {},
-                }
+                Some(Box::pin(watchdog(&spec, stale_after, &entry, stall)))
             }
-            _ => run(&spec, &token, guard, None, control, &mut f).await,
+            _ => None,
         };
+        let exit = Watched {
+            run: run(&spec, &token, guard, stall.as_deref(), control, &mut f),
+            watchdog,
+        }
+        .await;
         guard.armed = false;
         guard.registry.publish(entry.name(), entry.attempt(), || {
             EventKind::Stopped(exit.clone())
         });
         (exit, spec, f)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The restart loop, with the stall watchdog beside it when the task has
+    /// one. A plain adapter, not `tokio::select!`, whose state would make
+    /// every supervisor's future larger.
+    struct Watched<R, W> {
+        #[pin]
+        run: R,
+        watchdog: Option<Pin<Box<W>>>,
+    }
+}
+
+impl<R, W> Future for Watched<R, W>
+where
+    R: Future,
+    W: Future<Output = std::convert::Infallible>,
+{
+    type Output = R::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<R::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.run.poll(cx) {
+            return Poll::Ready(output);
+        }
+        if let Some(watchdog) = this.watchdog {
+            // It never resolves.
+            if let Poll::Ready(never) = watchdog.as_mut().poll(cx) {
+                match never {}
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -297,7 +330,7 @@ where
         let entry = guard.entry.clone();
         let registry = guard.registry.clone();
         let mut attempt: u32 = 0;
-        let mut streak = Streak::new(spec);
+        let mut streak = Streak::new();
         // The next start follows a restart on request: not one the restart
         // limit counts.
         let mut requested = false;
@@ -318,7 +351,7 @@ where
                 }
             }
             attempt = attempt.saturating_add(1);
-            streak.started(attempt, requested);
+            streak.started(spec, attempt, requested);
             entry.start_attempt(attempt);
             registry.publish(entry.name(), attempt, || EventKind::Started);
             tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
