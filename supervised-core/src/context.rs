@@ -25,7 +25,6 @@ pub struct Context {
     entry: Arc<Entry>,
     token: CancellationToken,
     attempt: u32,
-    scope: Arc<Scope>,
     /// The singleton's grant, 0 for other tasks.
     fencing: u64,
 }
@@ -45,14 +44,12 @@ impl Context {
         entry: Arc<Entry>,
         token: CancellationToken,
         attempt: u32,
-        scope: Arc<Scope>,
         fencing: Option<u64>,
     ) -> Self {
         Context {
             entry,
             token,
             attempt,
-            scope,
             fencing: fencing.unwrap_or(0),
         }
     }
@@ -203,31 +200,157 @@ impl Context {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let scope = self.scope.clone();
+        let entry = self.entry.clone();
         let attempt = self.attempt;
-        let child = Scope::track(&self.scope, async move {
+        let child = async move {
             match CatchPanic::new(fut, attempt).await {
                 Ok(v) => v,
                 Err(failure) => {
                     let message = format!("child task panicked: {}", failure.message);
-                    scope.fail(Failure { message, ..failure });
+                    entry
+                        .attempt_cell()
+                        .fail(attempt, Failure { message, ..failure });
                     // Surface the panic to the child's own handle as well.
                     std::panic::resume_unwind(Box::new("child task panicked"))
                 }
             }
-        });
-        let handle = tokio::spawn(child);
-        self.scope.adopt(handle.abort_handle());
-        handle
+        };
+        match self.entry.attempt_cell().scope(attempt) {
+            Some(scope) => {
+                let handle = tokio::spawn(Scope::track(&scope, child));
+                scope.adopt(handle.abort_handle());
+                handle
+            }
+            // The attempt is over: the child never runs.
+            None => {
+                let handle = tokio::spawn(child);
+                handle.abort();
+                handle
+            }
+        }
     }
 }
 
-/// The children of one attempt, and how many of its futures (the attempt's
-/// own and its children's) are still alive.
+/// What an attempt's `Context`s share with its supervisor, kept in the
+/// task's registry entry: the first failure of its children (or the stall
+/// watchdog's verdict), the supervisor's waker for it, and the scope of its
+/// children, made on the first [`Context::spawn`]. A task that starts no
+/// children allocates nothing for them.
+#[derive(Default)]
+pub(crate) struct AttemptCell {
+    inner: Mutex<Cell>,
+}
+
+impl fmt::Debug for AttemptCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cell = lock(&self.inner);
+        f.debug_struct("AttemptCell")
+            .field("attempt", &cell.attempt)
+            .field("failed", &cell.failure.is_some())
+            .field("children", &cell.scope.is_some())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Cell {
+    /// The attempt the cell is open for, 0 between attempts.
+    attempt: u32,
+    failure: Option<Box<Failure>>,
+    /// The supervisor waiting for `failure`: a waker, not a `Notify`, so that
+    /// its wait is one pointer in the supervisor's future.
+    waiter: Option<Waker>,
+    scope: Option<Arc<Scope>>,
+}
+
+impl AttemptCell {
+    /// Attempt `attempt` starts: no failure, no children yet.
+    pub(crate) fn open(&self, attempt: u32) {
+        *lock(&self.inner) = Cell {
+            attempt,
+            ..Cell::default()
+        };
+    }
+
+    /// The attempt is over: it no longer fails and starts no children.
+    /// Returns its children's scope, if it made one, for the caller to close
+    /// and wait for; the cell keeps it until [`AttemptCell::clear`], so that
+    /// a supervisor dropped while it waits leaves it to its guard.
+    pub(crate) fn close(&self) -> Option<Arc<Scope>> {
+        let mut cell = lock(&self.inner);
+        let scope = cell.scope.clone();
+        *cell = Cell {
+            scope: scope.clone(),
+            ..Cell::default()
+        };
+        scope
+    }
+
+    /// The attempt's children have been dropped: forgets their scope.
+    pub(crate) fn clear(&self) {
+        let scope = lock(&self.inner).scope.take();
+        drop(scope);
+    }
+
+    /// Fails attempt `attempt` with `failure`, unless it already failed or
+    /// is over: a child's panic, or the stall watchdog's verdict.
+    pub(crate) fn fail(&self, attempt: u32, failure: Failure) {
+        let waiter = {
+            let mut cell = lock(&self.inner);
+            if cell.attempt != attempt || attempt == 0 || cell.failure.is_some() {
+                return;
+            }
+            cell.failure = Some(Box::new(failure));
+            cell.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+
+    /// Resolves with the first failure given to [`AttemptCell::fail`]. One
+    /// waiter at a time: the supervisor.
+    pub(crate) fn first_failure(&self) -> FirstFailure<'_> {
+        FirstFailure(self)
+    }
+
+    /// The scope of attempt `attempt`'s children, made on the first call;
+    /// `None` once the attempt is over.
+    fn scope(&self, attempt: u32) -> Option<Arc<Scope>> {
+        let mut cell = lock(&self.inner);
+        if cell.attempt != attempt || attempt == 0 {
+            return None;
+        }
+        Some(cell.scope.get_or_insert_with(Arc::default).clone())
+    }
+}
+
+/// The future of [`AttemptCell::first_failure`].
+pub(crate) struct FirstFailure<'a>(&'a AttemptCell);
+
+impl Future for FirstFailure<'_> {
+    type Output = Failure;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Failure> {
+        let mut cell = lock(&self.0.inner);
+        match cell.failure.take() {
+            Some(failure) => Poll::Ready(*failure),
+            None => {
+                match &mut cell.waiter {
+                    Some(waiter) => waiter.clone_from(cx.waker()),
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// The children of one attempt, and how many of them are still alive.
 #[derive(Default)]
 pub(crate) struct Scope {
     children: Mutex<Children>,
-    /// Futures made with [`Scope::track`] and not yet dropped.
+    /// Children made with [`Scope::track`] and not yet dropped.
     live: AtomicUsize,
     closed: AtomicBool,
     /// Notified when the last tracked future is dropped.
@@ -264,35 +387,10 @@ impl Drop for Live {
     }
 }
 
-/// The future of [`Scope::first_failure`].
-pub(crate) struct FirstFailure<'a>(&'a Scope);
-
-impl Future for FirstFailure<'_> {
-    type Output = Failure;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Failure> {
-        let mut children = lock(&self.0.children);
-        match children.failure.take() {
-            Some(failure) => Poll::Ready(*failure),
-            None => {
-                match &mut children.waiter {
-                    Some(waiter) => waiter.clone_from(cx.waker()),
-                    slot => *slot = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
 #[derive(Default)]
 struct Children {
     handles: Vec<AbortHandle>,
     closed: bool,
-    failure: Option<Box<Failure>>,
-    /// The supervisor waiting for `failure`: a waker, not a `Notify`, so that
-    /// its wait is one pointer in the supervisor's future.
-    waiter: Option<Waker>,
 }
 
 impl Scope {
@@ -310,29 +408,7 @@ impl Scope {
         children.handles.push(handle);
     }
 
-    /// Fails the attempt with `failure`, unless it already failed or ended:
-    /// a child's panic, or the stall watchdog's verdict.
-    pub(crate) fn fail(&self, failure: Failure) {
-        let waiter = {
-            let mut children = lock(&self.children);
-            if children.failure.is_some() || children.closed {
-                return;
-            }
-            children.failure = Some(Box::new(failure));
-            children.waiter.take()
-        };
-        if let Some(waiter) = waiter {
-            waiter.wake();
-        }
-    }
-
-    /// Resolves with the first failure given to [`Scope::fail`]. One waiter
-    /// at a time: the supervisor.
-    pub(crate) fn first_failure(&self) -> FirstFailure<'_> {
-        FirstFailure(self)
-    }
-
-    /// Counts `fut` as a future of this attempt until it is dropped.
+    /// Counts `fut`, a child, until it is dropped.
     pub(crate) fn track<F: Future>(scope: &Arc<Scope>, fut: F) -> Tracked<F> {
         scope.live.fetch_add(1, Ordering::AcqRel);
         Tracked {
@@ -341,8 +417,7 @@ impl Scope {
         }
     }
 
-    /// Resolves once the attempt's future and every child have been dropped
-    /// (after [`Scope::close`]).
+    /// Resolves once every child has been dropped (after [`Scope::close`]).
     pub(crate) async fn dropped(&self) {
         loop {
             let emptied = self.emptied.notified();
@@ -355,8 +430,7 @@ impl Scope {
         }
     }
 
-    /// `true` once the scope is closed and the attempt's future and every
-    /// child have been dropped.
+    /// `true` once the scope is closed and every child has been dropped.
     pub(crate) fn is_dropped(&self) -> bool {
         self.closed.load(Ordering::Acquire) && self.live.load(Ordering::Acquire) == 0
     }

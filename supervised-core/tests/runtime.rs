@@ -721,6 +721,96 @@ async fn dropping_the_supervisor_records_cancelled_and_stops_the_attempt() {
     );
 }
 
+/// Records the task's state in the registry when it is dropped.
+struct SeesStateOnDrop {
+    registry: Registry,
+    name: &'static str,
+    seen: Arc<Mutex<Vec<TaskState>>>,
+}
+
+impl Drop for SeesStateOnDrop {
+    fn drop(&mut self) {
+        let state = self.registry.status(self.name).unwrap().state;
+        self.seen.lock().unwrap().push(state);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_supervisor_records_cancelled_only_after_its_attempt_and_children_are_dropped() {
+    let (registry, spec) = spec("drop-order");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (observers, r) = (seen.clone(), registry.clone());
+    let task = spec.spawn(CancellationToken::new(), move |ctx: Context| {
+        let attempt_sees = SeesStateOnDrop {
+            registry: r.clone(),
+            name: "drop-order",
+            seen: observers.clone(),
+        };
+        let child_sees = SeesStateOnDrop {
+            registry: r.clone(),
+            name: "drop-order",
+            seen: observers.clone(),
+        };
+        async move {
+            let _attempt_sees = attempt_sees;
+            ctx.spawn(async move {
+                let _child_sees = child_sees;
+                std::future::pending::<()>().await
+            });
+            std::future::pending::<()>().await
+        }
+    });
+    tokio::time::sleep(S).await;
+    task.abort();
+    let _ = task.await;
+    tokio::time::sleep(S).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|state| *state != TaskState::Cancelled),
+        "recorded as cancelled before its futures were dropped: {seen:?}"
+    );
+    assert_eq!(
+        registry.status("drop-order").unwrap().state,
+        TaskState::Cancelled
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_kept_past_its_attempt_starts_no_children() {
+    let (registry, spec) = spec("stale-spawn");
+    let token = CancellationToken::new();
+    let kept: Arc<Mutex<Option<Context>>> = Arc::default();
+    let keep = kept.clone();
+    let task = spec.spawn(token.clone(), move |ctx: Context| {
+        let keep = keep.clone();
+        async move {
+            if ctx.attempt() == 1 {
+                *keep.lock().unwrap() = Some(ctx.clone());
+                fail("first attempt fails");
+            }
+            ctx.cancelled().await;
+        }
+    });
+    // Attempt 2 runs from 1 s.
+    tokio::time::sleep(secs(2)).await;
+    let old = kept.lock().unwrap().take().unwrap();
+    let ran = Arc::new(AtomicU32::new(0));
+    let r = ran.clone();
+    let child = old.spawn(async move {
+        r.fetch_add(1, Ordering::SeqCst);
+        fail("a stale child fails");
+    });
+    let joined = child.await;
+    assert!(joined.unwrap_err().is_cancelled());
+    tokio::time::sleep(secs(5)).await;
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    let status = registry.status("stale-spawn").unwrap();
+    assert_eq!((status.state, status.attempt), (TaskState::Running, 2));
+    token.cancel();
+    task.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_second_live_task_with_the_same_name_is_refused() {
     let registry = Registry::new();

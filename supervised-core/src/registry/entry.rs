@@ -9,6 +9,7 @@ use smol_str::SmolStr;
 
 use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
 use crate::clock::{decode_wall, Clock, HotClock};
+use crate::context::{AttemptCell, Scope};
 use crate::isolate::{IsolatedCounts, Policy, Quarantine};
 
 /// What a supervised task declares about its health when it registers:
@@ -69,6 +70,8 @@ pub(crate) struct Supervision {
     watch: OnceLock<Box<tokio::sync::Notify>>,
     /// The keys the task isolates: made when it first isolates one.
     quarantine: OnceLock<Box<Quarantine>>,
+    /// The running attempt's failure slot and children.
+    attempt_cell: AttemptCell,
 }
 
 /// One name in the registry.
@@ -139,6 +142,7 @@ impl Entry {
             parent: OnceLock::new(),
             watch: OnceLock::new(),
             quarantine: OnceLock::new(),
+            attempt_cell: AttemptCell::default(),
             lease: singleton.then(|| {
                 Box::new(LeaseSlot {
                     reason: Mutex::new(Some("waiting for the lease".to_owned())),
@@ -450,13 +454,24 @@ impl Entry {
         if attempt > 1 {
             sup.restarts.fetch_add(1, Ordering::Relaxed);
         }
+        sup.attempt_cell.open(attempt);
         self.live_attempt.store(attempt, Ordering::Relaxed);
         self.set_state(TaskState::Running);
     }
 
-    /// The attempt is over: its `Context` no longer beats.
-    pub(crate) fn end_attempt(&self) {
+    /// The attempt is over: its `Context` no longer beats, and no longer
+    /// starts children. Returns the scope of the children it started, if
+    /// any, for the caller to close and wait for.
+    pub(crate) fn end_attempt(&self) -> Option<Arc<Scope>> {
         self.live_attempt.store(0, Ordering::Relaxed);
+        self.supervision
+            .as_ref()
+            .and_then(|sup| sup.attempt_cell.close())
+    }
+
+    /// The running attempt's failure slot and children.
+    pub(crate) fn attempt_cell(&self) -> &AttemptCell {
+        &self.sup().attempt_cell
     }
 
     /// The current (or last) attempt, 0 before the first.

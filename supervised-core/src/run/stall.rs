@@ -2,29 +2,27 @@
 //! `on_stale = restart` tells the supervisor to stop a silent attempt.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::Spec;
-use crate::context::Scope;
 use crate::format::Rounded;
 use crate::policy::OnStale;
 use crate::registry::{lock, Entry, Failure, FailureKind};
 
-/// The running attempt, as the supervisor tells its watchdog: its number,
-/// when it started (on tokio's clock) and its scope, which the watchdog fails
-/// when it finds the attempt stalled.
+/// The running attempt, as the supervisor tells its watchdog: its number
+/// and when it started (on tokio's clock).
 #[derive(Default)]
 pub(super) struct Stall {
-    running: Mutex<Option<(u32, Instant, Arc<Scope>)>>,
+    running: Mutex<Option<(u32, Instant)>>,
 }
 
 impl Stall {
     /// Attempt `attempt` starts now.
-    pub(super) fn begin(&self, attempt: u32, scope: &Arc<Scope>) {
-        *lock(&self.running) = Some((attempt, Instant::now(), scope.clone()));
+    pub(super) fn begin(&self, attempt: u32) {
+        *lock(&self.running) = Some((attempt, Instant::now()));
     }
 
     /// The attempt is over.
@@ -34,16 +32,15 @@ impl Stall {
 
     /// The running attempt's number and start, if any.
     fn running(&self) -> Option<(u32, Instant)> {
-        lock(&self.running)
-            .as_ref()
-            .map(|(attempt, started, _)| (*attempt, *started))
+        *lock(&self.running)
     }
 
-    /// Fails attempt `attempt` if it is still the running one.
-    fn fire(&self, attempt: u32, failure: Failure) {
-        let running = lock(&self.running).take_if(|(a, _, _)| *a == attempt);
-        if let Some((_, _, scope)) = running {
-            scope.fail(failure);
+    /// Fails attempt `attempt` of `entry`'s task if it is still the running
+    /// one.
+    fn fire(&self, entry: &Entry, attempt: u32, failure: Failure) {
+        let running = lock(&self.running).take_if(|(a, _)| *a == attempt);
+        if running.is_some() {
+            entry.attempt_cell().fail(attempt, failure);
         }
     }
 }
@@ -112,6 +109,7 @@ pub(super) async fn watchdog(
                         Rounded(stale_after)
                     );
                     stall.fire(
+                        entry,
                         attempt,
                         Failure::new(FailureKind::Stalled, message, attempt),
                     );

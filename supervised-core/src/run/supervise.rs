@@ -15,7 +15,7 @@ use super::decide::{decide, finish, record, Ending, Streak};
 use super::singleton;
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, IntoOutcome, Spec, TaskOutput};
-use crate::context::{Context, Scope};
+use crate::context::Context;
 use crate::events::{EventKind, RestartCause};
 use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
@@ -85,7 +85,8 @@ struct Guard {
     registry: Registry,
     entry: Arc<Entry>,
     attempt: Option<AttemptHandle>,
-    scope: Option<Arc<Scope>>,
+    /// Between the start of an attempt and the end of its drop.
+    in_attempt: bool,
     /// A singleton's grant while it holds one, the one record of it: kept
     /// and released by the restart loop, and released by the guard when
     /// the supervisor is dropped, once the attempt is.
@@ -101,7 +102,7 @@ impl Guard {
             registry,
             entry,
             attempt: None,
-            scope: None,
+            in_attempt: false,
             grant: None,
             armed: true,
         }
@@ -110,7 +111,8 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(handle) = self.attempt.take() {
+        let handle = self.attempt.take();
+        if let Some(handle) = &handle {
             handle.abort();
         }
         if self.armed {
@@ -132,21 +134,27 @@ impl Drop for Guard {
             }
         });
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let Some(scope) = self.scope.take() else {
+        if !std::mem::take(&mut self.in_attempt) {
             if let (Some(runtime), Some(release)) = (&runtime, release) {
                 drop(runtime.spawn(release));
             }
             self.entry.finish(TaskState::Cancelled);
             return;
-        };
-        self.entry.end_attempt();
-        scope.close();
+        }
+        let scope = self.entry.end_attempt();
+        // Waited for here, by the guard alone.
+        self.entry.attempt_cell().clear();
+        if let Some(scope) = &scope {
+            scope.close();
+        }
         let Some(runtime) = runtime else {
             // No runtime left to release it: the grant expires after its TTL.
             self.entry.finish(TaskState::Cancelled);
             return;
         };
-        if scope.is_dropped() {
+        let attempt = handle.filter(|handle| !handle.is_finished());
+        let scope = scope.filter(|scope| !scope.is_dropped());
+        if attempt.is_none() && scope.is_none() {
             if let Some(release) = release {
                 drop(runtime.spawn(release));
             }
@@ -158,7 +166,13 @@ impl Drop for Guard {
         let finish = FinishOnDrop(self.entry.clone());
         drop(runtime.spawn(async move {
             let _finish = finish;
-            scope.dropped().await;
+            // Resolves once the aborted attempt's future has been dropped.
+            if let Some(attempt) = attempt {
+                let _ = attempt.await;
+            }
+            if let Some(scope) = scope {
+                scope.dropped().await;
+            }
             if let Some(release) = release {
                 release.await;
             }
@@ -357,11 +371,10 @@ where
             tracing::debug!(task = %spec.name, attempt, "supervised attempt started");
             let started = Instant::now();
 
-            let scope = Arc::new(Scope::default());
             if let Some(stall) = stall {
-                stall.begin(attempt, &scope);
+                stall.begin(attempt);
             }
-            guard.scope = Some(scope.clone());
+            guard.in_attempt = true;
             let attempt_token = match control {
                 Some(control) => control.begin_attempt(token),
                 // A singleton's attempt stops alone when its lease is lost.
@@ -369,14 +382,8 @@ where
                 None => token.clone(),
             };
             let fencing = guard.grant.as_ref().map(|grant| grant.held.fencing_token);
-            let ctx = Context::new(
-                entry.clone(),
-                attempt_token.clone(),
-                attempt,
-                scope.clone(),
-                fencing,
-            );
-            let ending = match spawn_attempt(f, ctx, &entry, &scope, attempt) {
+            let ctx = Context::new(entry.clone(), attempt_token.clone(), attempt, fencing);
+            let ending = match spawn_attempt(f, ctx, &entry, attempt) {
                 Ok(handle) => {
                     guard.attempt = Some(handle);
                     // The attempt's handle and the grant, borrowed apart.
@@ -387,23 +394,16 @@ where
                     } = &mut *guard;
                     match grant.as_deref_mut() {
                         Some(grant) => {
-                            let watch = watch_held(
-                                spec,
-                                &entry,
-                                &attempt_token,
-                                running,
-                                &scope,
-                                attempt,
-                                grant,
-                            );
+                            let watch =
+                                watch_held(spec, &entry, &attempt_token, running, attempt, grant);
                             Box::pin(watch).await
                         }
                         None => {
                             watch_attempt(
                                 spec,
+                                &entry,
                                 &attempt_token,
                                 running,
-                                &scope,
                                 attempt,
                                 spec.policy.grace,
                             )
@@ -422,7 +422,7 @@ where
                     EventKind::Failed(Failure::clone(failure))
                 });
             }
-            stop_attempt(&entry, guard, &scope).await;
+            stop_attempt(&entry, guard).await;
             // The attempt is dropped: the grant can go. Also after a loss: a
             // grant that was only slow to renew is then free at once (a lost
             // one is released as a no-op).
@@ -597,7 +597,6 @@ fn spawn_attempt<F, Fut>(
     f: &mut F,
     ctx: Context,
     entry: &Arc<Entry>,
-    scope: &Arc<Scope>,
     attempt: u32,
 ) -> Result<AttemptHandle, Box<Failure>>
 where
@@ -610,15 +609,12 @@ where
     let fut = span
         .in_scope(|| catch_call(attempt, || f(ctx)))
         .map_err(Box::new)?;
-    let attempt_fut = Scope::track(
-        scope,
-        Timed {
-            entry: entry.clone(),
-            span,
-            inner: CatchPanic::new(IntoOutcome::new(fut), attempt),
-            attempt,
-        },
-    );
+    let attempt_fut = Timed {
+        entry: entry.clone(),
+        span,
+        inner: CatchPanic::new(IntoOutcome::new(fut), attempt),
+        attempt,
+    };
     #[cfg(tokio_unstable)]
     {
         let task_name = format!("{name}#{attempt}");
@@ -639,17 +635,33 @@ where
 
 /// Aborts the attempt (a no-op when it has ended) and its children, and waits
 /// until all of them are dropped, as [`TaskState::Stopping`] meanwhile.
-async fn stop_attempt(entry: &Entry, guard: &mut Guard, scope: &Scope) {
-    if let Some(handle) = guard.attempt.take() {
+async fn stop_attempt(entry: &Entry, guard: &mut Guard) {
+    if let Some(handle) = &guard.attempt {
         handle.abort();
     }
-    entry.end_attempt();
-    scope.close();
-    if !scope.is_dropped() {
+    let scope = entry.end_attempt();
+    if let Some(scope) = &scope {
+        scope.close();
+    }
+    let running = guard
+        .attempt
+        .as_ref()
+        .is_some_and(|handle| !handle.is_finished());
+    if running || scope.as_ref().is_some_and(|scope| !scope.is_dropped()) {
         entry.set_state(TaskState::Stopping);
+    }
+    // Left in the guard meanwhile: a supervisor dropped while it waits leaves
+    // the wait to its guard. A handle resolves once its task's future has
+    // been dropped.
+    if let Some(handle) = guard.attempt.as_mut() {
+        let _ = handle.await;
+        guard.attempt = None;
+    }
+    if let Some(scope) = scope {
         scope.dropped().await;
     }
-    guard.scope = None;
+    entry.attempt_cell().clear();
+    guard.in_attempt = false;
 }
 
 /// [`watch_attempt`] for a singleton: also keeps its lease, and when the
@@ -660,14 +672,13 @@ async fn watch_held(
     entry: &Entry,
     token: &CancellationToken,
     running: &mut Option<AttemptHandle>,
-    scope: &Scope,
     attempt: u32,
     grant: &mut Grant,
 ) -> Ending {
     let Grant { lease, held } = grant;
     let lease = &**lease;
     let timing = singleton::Timing::of(lease, spec.policy.grace);
-    let watch = watch_attempt(spec, token, running, scope, attempt, timing.grace);
+    let watch = watch_attempt(spec, entry, token, running, attempt, timing.grace);
     let mut watch = std::pin::pin!(watch);
     tokio::select! {
         biased;
@@ -694,9 +705,9 @@ async fn watch_held(
 #[allow(clippy::manual_async_fn)]
 fn watch_attempt<'a>(
     spec: &'a Spec,
+    entry: &'a Entry,
     token: &'a CancellationToken,
     running: &'a mut Option<AttemptHandle>,
-    scope: &'a Scope,
     attempt: u32,
     grace: std::time::Duration,
 ) -> impl Future<Output = Ending> + Send + 'a {
@@ -704,20 +715,28 @@ fn watch_attempt<'a>(
         let handle = running.as_mut().expect("attempt was just spawned");
         let ending = tokio::select! {
             biased;
-            joined = &mut *handle => Some(from_join(joined, attempt)),
+            joined = &mut *handle => {
+                // Resolved: a handle may not be polled again.
+                *running = None;
+                Some(from_join(joined, attempt))
+            }
             // A child's panic, or the stall watchdog's verdict.
-            failure = scope.first_failure() => Some(Ending::Failed(Box::new(failure))),
+            failure = entry.attempt_cell().first_failure() => Some(Ending::Failed(Box::new(failure))),
             _ = token.cancelled() => None,
         };
         if let Some(ending) = ending {
             return ending;
         }
         // Cancelled: give the attempt its grace to return.
+        let handle = running.as_mut().expect("the attempt is still running");
         match tokio::time::timeout(grace, &mut *handle).await {
-            Ok(joined) => match from_join(joined, attempt) {
-                Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
-                _ => Ending::Cancelled(None),
-            },
+            Ok(joined) => {
+                *running = None;
+                match from_join(joined, attempt) {
+                    Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
+                    _ => Ending::Cancelled(None),
+                }
+            }
             Err(_) => {
                 tracing::warn!(
                     task = %spec.name,
