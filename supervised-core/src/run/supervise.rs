@@ -8,14 +8,14 @@ use std::task::{Context as TaskContext, Poll};
 
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use super::control::{Control, Request};
 use super::decide::{decide, finish, record, Ending, Streak};
 use super::singleton;
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, IntoOutcome, Spec, TaskOutput};
-use crate::context::Context;
+use crate::context::{Context, FirstFailure};
 use crate::events::{EventKind, RestartCause};
 use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
@@ -246,6 +246,9 @@ where
     // Made now, so that a registered task whose supervisor is dropped before
     // its first poll is still recorded as cancelled.
     let mut guard = registered.map(|(registry, entry)| Guard::new(registry, entry));
+    // The task's own token: cancelling it stops this task, not its siblings.
+    // Made here, so that the future keeps it and not also its parent.
+    let token = token.child_token();
     // A plain fn returning a block, not an `async fn`: the block uses what it
     // captures in place, where an `async fn` would also keep a copy of each
     // argument. This future's size is memory every supervised task pays for.
@@ -260,8 +263,6 @@ where
         // twice in this future.
         let guard = guard.as_mut().expect("registered above");
         let entry = guard.entry.clone();
-        // The task's own token: cancelling it stops this task, not its siblings.
-        let token = token.child_token();
         // On the heap, and only for tasks that have a watchdog.
         let stall = spec
             .policy
@@ -383,35 +384,39 @@ where
             };
             let fencing = guard.grant.as_ref().map(|grant| grant.held.fencing_token);
             let ctx = Context::new(entry.clone(), attempt_token.clone(), attempt, fencing);
-            let ending = match spawn_attempt(f, ctx, &entry, attempt) {
-                Ok(handle) => {
-                    guard.attempt = Some(handle);
-                    // The attempt's handle and the grant, borrowed apart.
-                    let Guard {
-                        attempt: running,
-                        grant,
-                        ..
-                    } = &mut *guard;
-                    match grant.as_deref_mut() {
-                        Some(grant) => {
-                            let watch =
-                                watch_held(spec, &entry, &attempt_token, running, attempt, grant);
-                            Box::pin(watch).await
-                        }
-                        None => {
-                            watch_attempt(
-                                spec,
-                                &entry,
-                                &attempt_token,
-                                running,
-                                attempt,
-                                spec.policy.grace,
-                            )
-                            .await
+            let ending = 'attempt: {
+                // Matched before any wait, and moved out in both arms: the
+                // spawn's result is not kept in this future meanwhile.
+                let handle = match spawn_attempt(f, ctx, &entry, attempt) {
+                    Ok(handle) => handle,
+                    Err(failure) => break 'attempt Ending::Failed(failure),
+                };
+                guard.attempt = Some(handle);
+                // The attempt's handle and the grant, borrowed apart.
+                let Guard {
+                    attempt: running,
+                    grant,
+                    ..
+                } = &mut *guard;
+                match grant.as_deref_mut() {
+                    Some(grant) => {
+                        let watch =
+                            watch_held(spec, &entry, &attempt_token, running, attempt, grant);
+                        Box::pin(watch).await
+                    }
+                    // `watch_attempt`, written out: its arguments are
+                    // then not kept a second time in this future.
+                    None => {
+                        let woke = first_of(&entry, &attempt_token, running, attempt).await;
+                        match ended(woke, running) {
+                            Some(ending) => ending,
+                            None => {
+                                let grace = spec.policy.grace;
+                                Box::pin(after_cancel(spec, running, attempt, grace)).await
+                            }
                         }
                     }
                 }
-                Err(failure) => Ending::Failed(failure),
             };
             if let Some(stall) = stall {
                 stall.end();
@@ -658,7 +663,8 @@ async fn stop_attempt(entry: &Entry, guard: &mut Guard) {
         guard.attempt = None;
     }
     if let Some(scope) = scope {
-        scope.dropped().await;
+        // Boxed: only attempts that started children wait here.
+        Box::pin(async move { scope.dropped().await }).await;
     }
     entry.attempt_cell().clear();
     guard.in_attempt = false;
@@ -700,53 +706,118 @@ async fn watch_held(
 
 /// Waits for the attempt to end, a child to panic or the watchdog to find it
 /// stalled, or cancellation (then at most `grace`).
-///
-/// A plain fn returning a block, for the reason [`run`] is one.
-#[allow(clippy::manual_async_fn)]
-fn watch_attempt<'a>(
-    spec: &'a Spec,
+async fn watch_attempt(
+    spec: &Spec,
+    entry: &Entry,
+    token: &CancellationToken,
+    running: &mut Option<AttemptHandle>,
+    attempt: u32,
+    grace: std::time::Duration,
+) -> Ending {
+    let woke = first_of(entry, token, running, attempt).await;
+    match ended(woke, running) {
+        Some(ending) => ending,
+        None => Box::pin(after_cancel(spec, running, attempt, grace)).await,
+    }
+}
+
+/// The first of the running attempt's end, its first failure and
+/// cancellation.
+fn first_of<'a>(
     entry: &'a Entry,
     token: &'a CancellationToken,
     running: &'a mut Option<AttemptHandle>,
     attempt: u32,
+) -> FirstOf<'a> {
+    FirstOf {
+        handle: running.as_mut().expect("attempt was just spawned"),
+        failure: entry.attempt_cell().first_failure(),
+        cancelled: token.cancelled(),
+        attempt,
+    }
+}
+
+/// How the attempt ended, or `None` when it was cancelled and is still
+/// running.
+fn ended(woke: Woke, running: &mut Option<AttemptHandle>) -> Option<Ending> {
+    match woke {
+        Woke::Joined(ending) => {
+            // Resolved: a handle may not be polled again.
+            *running = None;
+            Some(ending)
+        }
+        // A child's panic, or the stall watchdog's verdict.
+        Woke::Failed(failure) => Some(Ending::Failed(failure)),
+        Woke::Cancelled => None,
+    }
+}
+
+/// Gives a cancelled attempt its grace to return. Boxed by its callers: its
+/// timer lives on the heap while a task stops, not in every supervisor's
+/// future.
+async fn after_cancel(
+    spec: &Spec,
+    running: &mut Option<AttemptHandle>,
+    attempt: u32,
     grace: std::time::Duration,
-) -> impl Future<Output = Ending> + Send + 'a {
-    async move {
-        let handle = running.as_mut().expect("attempt was just spawned");
-        let ending = tokio::select! {
-            biased;
-            joined = &mut *handle => {
-                // Resolved: a handle may not be polled again.
-                *running = None;
-                Some(from_join(joined, attempt))
-            }
-            // A child's panic, or the stall watchdog's verdict.
-            failure = entry.attempt_cell().first_failure() => Some(Ending::Failed(Box::new(failure))),
-            _ = token.cancelled() => None,
-        };
-        if let Some(ending) = ending {
-            return ending;
-        }
-        // Cancelled: give the attempt its grace to return.
-        let handle = running.as_mut().expect("the attempt is still running");
-        match tokio::time::timeout(grace, &mut *handle).await {
-            Ok(joined) => {
-                *running = None;
-                match from_join(joined, attempt) {
-                    Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
-                    _ => Ending::Cancelled(None),
-                }
-            }
-            Err(_) => {
-                tracing::warn!(
-                    task = %spec.name,
-                    attempt,
-                    grace = %Rounded(grace),
-                    "supervised task did not stop within its grace period; aborting it"
-                );
-                Ending::Cancelled(None)
+) -> Ending {
+    let handle = running.as_mut().expect("the attempt is still running");
+    match tokio::time::timeout(grace, handle).await {
+        Ok(joined) => {
+            *running = None;
+            match from_join(joined, attempt) {
+                Ending::Failed(failure) => Ending::Cancelled(Some(failure)),
+                _ => Ending::Cancelled(None),
             }
         }
+        Err(_) => {
+            tracing::warn!(
+                task = %spec.name,
+                attempt,
+                grace = %Rounded(grace),
+                "supervised task did not stop within its grace period; aborting it"
+            );
+            Ending::Cancelled(None)
+        }
+    }
+}
+
+/// What ended the wait for a running attempt.
+enum Woke {
+    Joined(Ending),
+    Failed(Box<Failure>),
+    Cancelled,
+}
+
+pin_project_lite::pin_project! {
+    /// The first of the attempt's end, its first failure and cancellation,
+    /// in that order when several are ready. A plain future, not
+    /// `tokio::select!`, whose state would make every supervisor's future
+    /// larger.
+    struct FirstOf<'a> {
+        handle: &'a mut AttemptHandle,
+        failure: FirstFailure<'a>,
+        #[pin]
+        cancelled: WaitForCancellationFuture<'a>,
+        attempt: u32,
+    }
+}
+
+impl Future for FirstOf<'_> {
+    type Output = Woke;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Woke> {
+        let this = self.project();
+        if let Poll::Ready(joined) = Pin::new(&mut **this.handle).poll(cx) {
+            return Poll::Ready(Woke::Joined(from_join(joined, *this.attempt)));
+        }
+        if let Poll::Ready(failure) = Pin::new(this.failure).poll(cx) {
+            return Poll::Ready(Woke::Failed(Box::new(failure)));
+        }
+        if this.cancelled.poll(cx).is_ready() {
+            return Poll::Ready(Woke::Cancelled);
+        }
+        Poll::Pending
     }
 }
 
