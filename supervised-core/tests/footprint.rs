@@ -12,8 +12,8 @@ use supervised_core::{CancellationToken, Context, Spec, Task};
 /// 32-byte header, a 48-byte trailer, the scheduler, the task id and the
 /// stage's tag) and aligns the whole to 128 bytes on x86_64, so the
 /// supervisor's task then fits 512 bytes, four such units. With rustc 1.95
-/// the future is 376 bytes (`Spec::run`, this test's closure), which leaves
-/// 32 bytes for what a factory captures. It was 632 bytes before the waits
+/// the future is 384 bytes (`Spec::run`, this test's closure), which leaves
+/// 24 bytes for what a factory captures. It was 632 bytes before the waits
 /// of a running attempt became one plain future (the first failure through
 /// a stored waker, no `tokio::select!`), the timers of a stopping attempt
 /// and of its children's drop were boxed, and the restart counts were made
@@ -129,7 +129,7 @@ fn size_of_output<R>(_: fn(Context) -> R) -> usize {
 
 /// The bytes a supervised task holds beyond the same future spawned bare
 /// (requested sizes, without the allocator's own overhead), with rustc 1.95
-/// on x86_64: 1,135. They are the supervisor's task (512 bytes),
+/// on x86_64: 1,135 to 1,138. They are the supervisor's task (512 bytes),
 /// the registry entry (296), the task's own cancellation token (112), the
 /// attempt's wrappers and its `Context` (here one more 128-byte unit of the
 /// attempt's task) and the name's slot in the registry's table. An attempt

@@ -246,9 +246,6 @@ where
     // Made now, so that a registered task whose supervisor is dropped before
     // its first poll is still recorded as cancelled.
     let mut guard = registered.map(|(registry, entry)| Guard::new(registry, entry));
-    // The task's own token: cancelling it stops this task, not its siblings.
-    // Made here, so that the future keeps it and not also its parent.
-    let token = token.child_token();
     // A plain fn returning a block, not an `async fn`: the block uses what it
     // captures in place, where an `async fn` would also keep a copy of each
     // argument. This future's size is memory every supervised task pays for.
@@ -263,6 +260,8 @@ where
         // twice in this future.
         let guard = guard.as_mut().expect("registered above");
         let entry = guard.entry.clone();
+        // The task's own token: cancelling it stops this task, not its siblings.
+        let token = token.child_token();
         // On the heap, and only for tasks that have a watchdog.
         let stall = spec
             .policy
