@@ -57,21 +57,49 @@ pub(crate) struct Supervision {
     /// never beat counts from here.
     started_mono: u64,
     restarts: AtomicU64,
-    panics: AtomicU64,
-    errors: AtomicU64,
-    stalls: AtomicU64,
-    blocked: AtomicU64,
+    /// Failure counts, saturating (see [`bump`]).
+    panics: AtomicU32,
+    errors: AtomicU32,
+    stalls: AtomicU32,
+    blocked: AtomicU32,
     /// Boxed: most tasks never fail, and an empty slot costs one word.
     last_failure: Mutex<Option<Box<Failure>>>,
+    /// What only some tasks use, made when one of them is first set.
+    extras: OnceLock<Box<Extras>>,
+    /// The running attempt's failure slot and children.
+    attempt_cell: AttemptCell,
+}
+
+/// What only some supervised tasks use, in one box: an empty slot costs
+/// every task two words, not six.
+#[derive(Debug, Default)]
+struct Extras {
     /// The group task this task is a member of.
     parent: OnceLock<Arc<Entry>>,
     /// Woken on the first heartbeat and on every change of state, once
     /// someone waits for the task to be ready (an ordered group).
-    watch: OnceLock<Box<tokio::sync::Notify>>,
+    watch: OnceLock<tokio::sync::Notify>,
     /// The keys the task isolates: made when it first isolates one.
     quarantine: OnceLock<Box<Quarantine>>,
-    /// The running attempt's failure slot and children.
-    attempt_cell: AttemptCell,
+}
+
+impl Supervision {
+    fn extras(&self) -> &Extras {
+        self.extras.get_or_init(Box::default)
+    }
+
+    fn parent(&self) -> Option<&Arc<Entry>> {
+        self.extras.get()?.parent.get()
+    }
+
+    fn quarantine(&self) -> Option<&Quarantine> {
+        self.extras.get()?.quarantine.get().map(|q| &**q)
+    }
+}
+
+/// Adds one to a failure count, which stays at `u32::MAX` rather than wrap.
+fn bump(count: &AtomicU32) {
+    let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
 }
 
 /// One name in the registry.
@@ -134,14 +162,12 @@ impl Entry {
             stale: AtomicBool::new(false),
             settings,
             started_mono: clock.now_mono(),
-            panics: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            stalls: AtomicU64::new(0),
-            blocked: AtomicU64::new(0),
+            panics: AtomicU32::new(0),
+            errors: AtomicU32::new(0),
+            stalls: AtomicU32::new(0),
+            blocked: AtomicU32::new(0),
             last_failure: Mutex::new(None),
-            parent: OnceLock::new(),
-            watch: OnceLock::new(),
-            quarantine: OnceLock::new(),
+            extras: OnceLock::new(),
             attempt_cell: AttemptCell::default(),
             lease: singleton.then(|| {
                 Box::new(LeaseSlot {
@@ -203,14 +229,18 @@ impl Entry {
     }
 
     fn wake_watchers(&self) {
-        if let Some(watch) = self.supervision.as_ref().and_then(|s| s.watch.get()) {
+        if let Some(watch) = self
+            .supervision
+            .as_ref()
+            .and_then(|s| s.extras.get()?.watch.get())
+        {
             watch.notify_waiters();
         }
     }
 
     /// What wakes on the first heartbeat and on every change of state.
     pub(crate) fn watch(&self) -> &tokio::sync::Notify {
-        self.sup().watch.get_or_init(Default::default)
+        self.sup().extras().watch.get_or_init(Default::default)
     }
 
     /// Ready as an ordered group means it: beaten at least once (in any
@@ -263,7 +293,7 @@ impl Entry {
 
     /// The task's quarantined keys (made on first use).
     pub(crate) fn quarantine(&self) -> &Quarantine {
-        self.sup().quarantine.get_or_init(Default::default)
+        self.sup().extras().quarantine.get_or_init(Default::default)
     }
 
     /// How the task quarantines its failing keys.
@@ -275,7 +305,7 @@ impl Entry {
     /// first, joined by `/`.
     pub(crate) fn parent_path(&self) -> Option<String> {
         let mut names: Vec<&str> = Vec::new();
-        let mut at = self.supervision.as_ref()?.parent.get();
+        let mut at = self.supervision.as_ref()?.parent();
         // Links only point to entries registered earlier, so there is no
         // cycle; the bound is a guard all the same.
         while let Some(parent) = at {
@@ -283,7 +313,7 @@ impl Entry {
                 break;
             }
             names.push(parent.name());
-            at = parent.supervision.as_ref().and_then(|s| s.parent.get());
+            at = parent.supervision.as_ref().and_then(Supervision::parent);
         }
         if names.is_empty() {
             return None;
@@ -297,7 +327,7 @@ impl Entry {
     pub(crate) fn set_parent(&self, parent: &Arc<Entry>) {
         if let Some(sup) = &self.supervision {
             if !std::ptr::eq(self, &**parent) {
-                let _ = sup.parent.set(parent.clone());
+                let _ = sup.extras().parent.set(parent.clone());
             }
         }
     }
@@ -503,7 +533,7 @@ impl Entry {
             FailureKind::Stalled => &sup.stalls,
             FailureKind::NameTaken | FailureKind::InvalidName | FailureKind::NoLease => return,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        bump(counter);
         *lock(&sup.last_failure) = Some(Box::new(failure.clone()));
     }
 
@@ -532,7 +562,7 @@ impl Entry {
         self.blocked_seen.store(0, Ordering::Relaxed);
         let took = Duration::from_nanos(self.hot.now().saturating_sub(started));
         if let Some(sup) = &self.supervision {
-            sup.blocked.fetch_add(1, Ordering::Relaxed);
+            bump(&sup.blocked);
             tracing::warn!(
                 task = %self.name,
                 attempt = sup.attempt.load(Ordering::Relaxed),
@@ -602,17 +632,16 @@ impl Entry {
             expects_heartbeat: sup.settings.expects_heartbeat,
             healthy: !stale && blocked_for.is_none() && state != TaskState::Failed,
             failures: FailureCounts {
-                panics: sup.panics.load(Ordering::Relaxed),
-                errors: sup.errors.load(Ordering::Relaxed),
-                stalls: sup.stalls.load(Ordering::Relaxed),
-                blocked: sup.blocked.load(Ordering::Relaxed),
+                panics: sup.panics.load(Ordering::Relaxed).into(),
+                errors: sup.errors.load(Ordering::Relaxed).into(),
+                stalls: sup.stalls.load(Ordering::Relaxed).into(),
+                blocked: sup.blocked.load(Ordering::Relaxed).into(),
             },
             last_failure: lock(&sup.last_failure).as_deref().cloned(),
             parent: self.parent_path(),
-            quarantined: sup.quarantine.get().map(|q| q.list()).unwrap_or_default(),
+            quarantined: sup.quarantine().map(|q| q.list()).unwrap_or_default(),
             isolated: sup
-                .quarantine
-                .get()
+                .quarantine()
                 .map_or_else(IsolatedCounts::default, |q| IsolatedCounts {
                     panics: q.panics.load(Ordering::Relaxed),
                     errors: q.errors.load(Ordering::Relaxed),
@@ -641,6 +670,15 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    #[test]
+    fn failure_counts_saturate_instead_of_wrapping() {
+        let count = AtomicU32::new(u32::MAX - 1);
+        bump(&count);
+        assert_eq!(count.load(Ordering::Relaxed), u32::MAX);
+        bump(&count);
+        assert_eq!(count.load(Ordering::Relaxed), u32::MAX);
+    }
 
     fn settings() -> Arc<Settings> {
         Arc::new(Settings {
