@@ -272,24 +272,30 @@ impl AttemptCell {
         };
     }
 
-    /// The attempt is over: it no longer fails and starts no children.
-    /// Returns its children's scope, if it made one, for the caller to close
-    /// and wait for; the cell keeps it until [`AttemptCell::clear`], so that
-    /// a supervisor dropped while it waits leaves it to its guard.
+    /// The attempt is over: it no longer fails and starts no children, and
+    /// its children are aborted. Returns their scope, if it made one, for
+    /// the caller to wait for; the cell keeps it until
+    /// [`AttemptCell::clear`], so that a supervisor dropped while it waits
+    /// leaves the wait to its guard.
     pub(crate) fn close(&self) -> Option<Arc<Scope>> {
-        let mut cell = lock(&self.inner);
-        let scope = cell.scope.clone();
-        *cell = Cell {
-            scope: scope.clone(),
-            ..Cell::default()
+        let scope = {
+            let mut cell = lock(&self.inner);
+            let scope = cell.scope.clone();
+            *cell = Cell {
+                scope: scope.clone(),
+                ..Cell::default()
+            };
+            scope
         };
+        if let Some(scope) = &scope {
+            scope.close();
+        }
         scope
     }
 
     /// The attempt's children have been dropped: forgets their scope.
     pub(crate) fn clear(&self) {
-        let scope = lock(&self.inner).scope.take();
-        drop(scope);
+        lock(&self.inner).scope = None;
     }
 
     /// Fails attempt `attempt` with `failure`, unless it already failed or

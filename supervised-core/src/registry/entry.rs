@@ -79,7 +79,9 @@ struct Extras {
     /// Woken on the first heartbeat and on every change of state, once
     /// someone waits for the task to be ready (an ordered group).
     watch: OnceLock<tokio::sync::Notify>,
-    /// The keys the task isolates: made when it first isolates one.
+    /// The keys the task isolates: made when it first isolates one. Boxed
+    /// again: most tasks with extras are group members, which need only
+    /// the parent link.
     quarantine: OnceLock<Box<Quarantine>>,
 }
 
@@ -90,6 +92,10 @@ impl Supervision {
 
     fn parent(&self) -> Option<&Arc<Entry>> {
         self.extras.get()?.parent.get()
+    }
+
+    fn watch(&self) -> Option<&tokio::sync::Notify> {
+        self.extras.get()?.watch.get()
     }
 
     fn quarantine(&self) -> Option<&Quarantine> {
@@ -229,11 +235,7 @@ impl Entry {
     }
 
     fn wake_watchers(&self) {
-        if let Some(watch) = self
-            .supervision
-            .as_ref()
-            .and_then(|s| s.extras.get()?.watch.get())
-        {
+        if let Some(watch) = self.supervision.as_ref().and_then(Supervision::watch) {
             watch.notify_waiters();
         }
     }
@@ -490,8 +492,8 @@ impl Entry {
     }
 
     /// The attempt is over: its `Context` no longer beats, and no longer
-    /// starts children. Returns the scope of the children it started, if
-    /// any, for the caller to close and wait for.
+    /// starts children; those it started are aborted. Returns their scope,
+    /// if any, for the caller to wait for.
     pub(crate) fn end_attempt(&self) -> Option<Arc<Scope>> {
         self.live_attempt.store(0, Ordering::Relaxed);
         self.supervision

@@ -144,9 +144,6 @@ impl Drop for Guard {
         let scope = self.entry.end_attempt();
         // Waited for here, by the guard alone.
         self.entry.attempt_cell().clear();
-        if let Some(scope) = &scope {
-            scope.close();
-        }
         let Some(runtime) = runtime else {
             // No runtime left to release it: the grant expires after its TTL.
             self.entry.finish(TaskState::Cancelled);
@@ -644,9 +641,6 @@ async fn stop_attempt(entry: &Entry, guard: &mut Guard) {
         handle.abort();
     }
     let scope = entry.end_attempt();
-    if let Some(scope) = &scope {
-        scope.close();
-    }
     let running = guard
         .attempt
         .as_ref()
