@@ -7,7 +7,9 @@
 //! over every name, the 99th percentile of registering a new name while
 //! another thread takes snapshots in a loop, a by-name `heartbeat(name)`
 //! against `SystemTime::now()` in the same process, and `GET
-//! /admin/liveness` over loopback. Each run is a child process of its own.
+//! /admin/liveness` over loopback. The memory per task is also measured for
+//! members of one group (`Group::spawn`, the way `spawn_all!` runs tasks).
+//! Each run is a child process of its own.
 //! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
 //! set, a child calls that one view 200 times instead (see `repeat_view`).
 
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use supervised::{CancellationToken, Context, Registry, Spec};
+use supervised::{CancellationToken, Context, Group, Registry, Spec, Task};
 
 const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
 
@@ -44,6 +46,8 @@ fn child(kind: &str, n: usize, shape: &str) {
 
     let mut peer = task_supervisor::SupervisorBuilder::new();
     let mut peer_handle = None;
+    // Members of one group, as `spawn_all!` and `Group::spawn` run them.
+    let mut group = Group::with_token(token.clone());
     let spawn_start = Instant::now();
     rt.block_on(async {
         for name in &names {
@@ -57,6 +61,17 @@ fn child(kind: &str, n: usize, shape: &str) {
                             started: started.clone(),
                         },
                     );
+                }
+                "group" => {
+                    let spec = Spec::new(name.as_str()).registry(&registry);
+                    group.spawn(Task::new(spec, move |ctx: Context| {
+                        let started = started.clone();
+                        let token = token.clone();
+                        async move {
+                            started.fetch_add(1, Ordering::Relaxed);
+                            user_loop(token, || ctx.heartbeat()).await
+                        }
+                    }));
                 }
                 "bare" => {
                     tokio::spawn(async move {
@@ -287,6 +302,7 @@ fn main() {
     println!("| tasks | names | spawn + register (ms) | bare spawn (ms) | bytes per task beyond the future | snapshot() (ms) | tasks() (ms) | is_healthy(all) (ms) | register p99 during snapshots (µs) | heartbeat(name) (ns) | SystemTime::now() (ns) | GET /admin/liveness (ms) |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peer_rows = Vec::new();
+    let mut group_rows = Vec::new();
     for n in SIZES {
         let size = n.to_string();
         if n <= 10_000 {
@@ -299,6 +315,12 @@ fn main() {
             ));
         }
         let bare = support::run_child(&["bare", &size]);
+        let members = support::run_child(&["group", &size]);
+        group_rows.push(format!(
+            "| {n} | {:.1} | {:.0} |",
+            field(&members, "spawn_ms"),
+            (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64
+        ));
         for (shape, example) in [
             ("tenant", "tenant-sync-00000700"),
             ("perf", "perf-scale-N-700"),
@@ -324,6 +346,14 @@ fn main() {
     println!("| tasks under task-supervisor | spawn until all run (ms) | bytes per task beyond the future |");
     println!("|---:|---:|---:|");
     for row in peer_rows {
+        println!("{row}");
+    }
+    println!();
+    println!(
+        "| members of one group | spawn until all run (ms) | bytes per task beyond the future |"
+    );
+    println!("|---:|---:|---:|");
+    for row in group_rows {
         println!("{row}");
     }
 }

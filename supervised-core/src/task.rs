@@ -158,7 +158,9 @@ impl Task {
 
     /// Registers the task as a member of a group now (see
     /// [`Spec::member`]) and returns its supervisor, to be spawned, which
-    /// gives the task back at the end.
+    /// gives the task back at the end; `Err` with the exit and the task when
+    /// it cannot run (its name is taken).
+    #[allow(clippy::type_complexity)]
     pub(crate) fn member(
         self,
         token: CancellationToken,
@@ -166,29 +168,28 @@ impl Task {
         parent: Option<&Arc<Entry>>,
     ) -> (
         Registered,
-        impl Future<Output = (Exit, Task)> + Send + 'static,
+        Result<impl Future<Output = (Exit, Task)> + Send + 'static, (Exit, Task)>,
     ) {
         let (registered, supervisor) = self.spec.member(token, control, parent, self.factory);
-        let fut = match supervisor {
-            Ok(fut) => Member::Running { fut },
-            Err(parts) => Member::Done { parts: Some(parts) },
-        };
-        (registered, fut)
+        let supervisor = supervisor
+            .map(|fut| GivesBack { fut })
+            .map_err(|(exit, spec, factory)| (exit, Task { spec, factory }));
+        (registered, supervisor)
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A group member's supervisor, giving its task back at the end. An
-    /// enum, not an `async` block, so that the supervisor is kept once.
-    #[project = MemberProj]
-    enum Member<F> {
-        Running { #[pin] fut: F },
-        // It never ran (its name was taken).
-        Done { parts: Option<(Exit, Spec, Factory)> },
+    /// A group member's supervisor, giving its task back at the end. A
+    /// plain adapter, not an `async` block, so that the supervisor is kept
+    /// once; no more than the supervisor, since its size decides how many
+    /// bytes the member's tokio task takes.
+    struct GivesBack<F> {
+        #[pin]
+        fut: F,
     }
 }
 
-impl<F> Future for Member<F>
+impl<F> Future for GivesBack<F>
 where
     F: Future<Output = (Exit, Spec, Factory)>,
 {
@@ -198,10 +199,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let (exit, spec, factory) = match self.project() {
-            MemberProj::Running { fut } => std::task::ready!(fut.poll(cx)),
-            MemberProj::Done { parts } => parts.take().expect("polled after it finished"),
-        };
+        let (exit, spec, factory) = std::task::ready!(self.project().fut.poll(cx));
         std::task::Poll::Ready((exit, Task { spec, factory }))
     }
 }

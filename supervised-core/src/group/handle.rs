@@ -79,7 +79,7 @@ impl GroupHandle {
     pub async fn remove(&self, name: &str, grace: Duration) -> Option<Exit> {
         let (id, token) = {
             let state = lock(&self.shared.state);
-            let m = state.members.iter().find(|m| m.name == name)?;
+            let m = state.members.by_name(name)?;
             (m.id, m.token.clone())
         };
         token.cancel();
@@ -87,19 +87,17 @@ impl GroupHandle {
         let ended = self.shared.until(|state| {
             state
                 .members
-                .iter()
-                .find(|m| m.id == id)
+                .by_id(id)
                 .is_none_or(|m| is_ended(&m.run) || matches!(m.run, Run::Waiting(_)))
         });
         let _ = tokio::time::timeout_at(deadline, ended).await;
         let member = {
             let mut state = lock(&self.shared.state);
-            let index = state.members.iter().position(|m| m.id == id)?;
-            state.members.remove(index)
+            state.members.remove(id)?
         };
         self.shared.changed.notify_waiters();
         Some(match &member.run {
-            Run::Ended(exit, _) => exit.clone(),
+            Run::Ended(ended) => ended.exit.clone(),
             Run::Waiting(_) | Run::Moving => Exit::Cancelled,
             Run::Running(handle) => {
                 handle.abort();
@@ -115,7 +113,7 @@ impl GroupHandle {
     /// `false` when no member of that name is running (or backing off).
     pub fn restart(&self, name: &str) -> bool {
         let state = lock(&self.shared.state);
-        let Some(m) = state.members.iter().find(|m| m.name == name) else {
+        let Some(m) = state.members.by_name(name) else {
             return false;
         };
         let live = matches!(m.run, Run::Running(_))

@@ -8,23 +8,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use smol_str::SmolStr;
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::format::Rounded;
 use crate::policy::{RestartLimit, DEFAULT_GRACE};
-use crate::registry::{lock, Entry, Failure, Registry};
+use crate::registry::{lock, Entry, Failure};
 use crate::run::{Control, Exit, Membership};
 use crate::task::Task;
 
 mod handle;
+mod members;
 mod ordering;
 mod strategy;
 
 pub use handle::{AddError, GroupHandle};
+use members::{Ended, Member, Members, Reported, Run};
 use strategy::Intensity;
 pub use strategy::{Strategy, DEFAULT_START_TIMEOUT};
 
@@ -94,7 +96,7 @@ struct Config {
 struct State {
     /// Cancelled to stop every member (in reverse order in an ordered group).
     token: CancellationToken,
-    members: Vec<Member>,
+    members: Members,
     intensity: Intensity,
     /// Why the group gave up, if it did.
     failure: Option<Failure>,
@@ -104,33 +106,6 @@ struct State {
     run: u64,
     /// The run whose ordered-start driver is running.
     driving: Option<u64>,
-}
-
-struct Member {
-    id: u64,
-    name: String,
-    control: Arc<Control>,
-    /// The member's own token: a child of the group's token, or, in an
-    /// ordered group, a token of its own that the driver cancels in order.
-    token: CancellationToken,
-    entry: Option<(Registry, Arc<Entry>)>,
-    run: Run,
-    started: Option<Instant>,
-    /// Seen ready once: its later restarts do not hold up the members after
-    /// it.
-    ready_once: bool,
-}
-
-enum Run {
-    /// Not started (an ordered group's later members, or members of a group
-    /// task between two attempts).
-    Waiting(Task),
-    Running(AbortHandle),
-    /// Ended, with the task given back (absent when its supervisor was
-    /// aborted).
-    Ended(Exit, Option<Task>),
-    /// Taken out for a moment (while it is started).
-    Moving,
 }
 
 impl Drop for Group {
@@ -180,7 +155,7 @@ impl Group {
                 }),
                 state: Mutex::new(State {
                     token: token.clone(),
-                    members: Vec::new(),
+                    members: Members::default(),
                     intensity: Intensity::default(),
                     failure: None,
                     parent: None,
@@ -421,7 +396,7 @@ impl Shared {
         lock(&self.state)
             .members
             .iter()
-            .map(|m| m.name.clone())
+            .map(|m| m.name.to_string())
             .collect()
     }
 
@@ -454,7 +429,7 @@ impl Shared {
             _ => task,
         };
         let mut state = lock(&self.state);
-        if state.members.iter().any(|m| m.name == task.name()) {
+        if state.members.has_name(task.name()) {
             return Err(AddError::name_taken(task));
         }
         if state.token.is_cancelled() {
@@ -469,11 +444,11 @@ impl Shared {
         };
         state.members.push(Member {
             id,
-            name: task.name().to_owned(),
+            name: SmolStr::new(task.name()),
             control: Arc::new(Control::new(id, membership)),
             token,
             entry: None,
-            run: Run::Waiting(task),
+            run: Run::waiting(task),
             started: None,
             ready_once: false,
         });
@@ -495,28 +470,33 @@ impl Shared {
         let Run::Waiting(task) = std::mem::replace(&mut member.run, Run::Moving) else {
             return;
         };
-        let (entry, supervisor) = task.member(
+        let (entry, supervisor) = (*task).member(
             member.token.clone(),
             member.control.clone(),
             parent.as_ref(),
         );
         member.entry = entry;
         member.started = Some(Instant::now());
-        let shared = Arc::downgrade(self);
-        let id = member.id;
-        let handle = tokio::spawn(async move {
-            let (exit, task) = supervisor.await;
-            if let Some(shared) = shared.upgrade() {
-                shared.member_ended(id, exit, task);
+        match supervisor {
+            Ok(supervisor) => {
+                let handle = tokio::spawn(Reported {
+                    supervisor,
+                    control: member.control.clone(),
+                });
+                member.run = Run::Running(handle.abort_handle());
             }
-        });
-        member.run = Run::Running(handle.abort_handle());
+            // It never ran (its name was taken).
+            Err((exit, task)) => {
+                member.run = Run::ended(exit, Some(task));
+                self.changed.notify_waiters();
+            }
+        }
     }
 
     fn member_ended(&self, id: u64, exit: Exit, task: Task) {
         let mut state = lock(&self.state);
-        if let Some(m) = state.members.iter_mut().find(|m| m.id == id) {
-            m.run = Run::Ended(exit, Some(task));
+        if let Some(m) = state.members.by_id_mut(id) {
+            m.run = Run::ended(exit, Some(task));
         }
         drop(state);
         self.changed.notify_waiters();
@@ -569,7 +549,7 @@ impl Shared {
                     let Run::Waiting(task) = std::mem::replace(&mut m.run, Run::Moving) else {
                         unreachable!("just matched");
                     };
-                    m.run = Run::Ended(Exit::Cancelled, Some(task));
+                    m.run = Run::ended(Exit::Cancelled, Some(*task));
                 }
                 _ => {}
             }
@@ -578,7 +558,7 @@ impl Shared {
             let_aborted_drop().await;
             for m in lock(&self.state).members.iter_mut() {
                 if matches!(m.run, Run::Running(_)) {
-                    m.run = Run::Ended(overdue_exit(m, grace), None);
+                    m.run = Run::ended(overdue_exit(m, grace), None);
                 }
             }
         }
@@ -594,12 +574,12 @@ impl Shared {
             .iter()
             .map(|m| {
                 let exit = match &m.run {
-                    Run::Ended(exit, _) => exit.clone(),
+                    Run::Ended(ended) => ended.exit.clone(),
                     // Not started, or (after `join`) still running: `join`
                     // returns only when none is.
                     Run::Waiting(_) | Run::Moving | Run::Running(_) => Exit::Cancelled,
                 };
-                (m.name.clone(), exit)
+                (m.name.to_string(), exit)
             })
             .collect()
     }
@@ -624,21 +604,23 @@ impl Shared {
                     } else {
                         token.child_token()
                     };
-                    match std::mem::replace(&mut m.run, Run::Moving) {
-                        Run::Ended(_, Some(task)) | Run::Waiting(task) => {
-                            m.run = Run::Waiting(task)
-                        }
-                        Run::Ended(exit, None) => {
-                            // Its supervisor was aborted at a deadline and the
-                            // task went with it: it cannot run again.
-                            tracing::error!(
-                                task = %m.name,
-                                "supervised group member lost at an earlier stop; not restarted with its group"
-                            );
-                            m.run = Run::Ended(exit, None);
-                        }
-                        other => m.run = other,
-                    }
+                    m.run = match std::mem::replace(&mut m.run, Run::Moving) {
+                        Run::Ended(ended) => match *ended {
+                            Ended {
+                                task: Some(task), ..
+                            } => Run::waiting(task),
+                            Ended { exit, task: None } => {
+                                // Its supervisor was aborted at a deadline and
+                                // the task went with it: it cannot run again.
+                                tracing::error!(
+                                    task = %m.name,
+                                    "supervised group member lost at an earlier stop; not restarted with its group"
+                                );
+                                Run::ended(exit, None)
+                            }
+                        },
+                        other => other,
+                    };
                 }
             }
             state.parent = Some(path.clone());

@@ -84,7 +84,9 @@ impl Shared {
                             || match (&prev.run, &prev.entry) {
                                 // Completed, or stopped on purpose (removed,
                                 // cancelled): nothing to wait for.
-                                (Run::Ended(Exit::Completed | Exit::Cancelled, _), _) => true,
+                                (Run::Ended(ended), _) => {
+                                    matches!(ended.exit, Exit::Completed | Exit::Cancelled)
+                                }
                                 (Run::Running(_), Some((_, entry))) => entry.is_ready(),
                                 _ => false,
                             };
@@ -94,7 +96,8 @@ impl Shared {
                             return Ok(());
                         }
                         match (&prev.run, &prev.entry) {
-                            (Run::Ended(exit, _), _) => {
+                            (Run::Ended(ended), _) => {
+                                let exit = &ended.exit;
                                 return Err(Failure::new(
                                     FailureKind::Stalled,
                                     format!(
@@ -119,7 +122,7 @@ impl Shared {
                                     deadline: since
                                         .checked_add(timeout)
                                         .unwrap_or_else(|| crate::clock::deadline_after(timeout)),
-                                    name: prev.name.clone(),
+                                    name: prev.name.to_string(),
                                 }
                             }
                             _ => Wait::Change,
@@ -172,7 +175,7 @@ impl Shared {
                 let Run::Waiting(task) = std::mem::replace(&mut m.run, Run::Moving) else {
                     unreachable!("just matched");
                 };
-                m.run = Run::Ended(Exit::Cancelled, Some(task));
+                m.run = Run::ended(Exit::Cancelled, Some(*task));
             }
         }
         self.changed.notify_waiters();
@@ -194,12 +197,7 @@ impl Shared {
             };
             token.cancel();
             self.until(|state| {
-                state.run != run
-                    || state
-                        .members
-                        .iter()
-                        .find(|m| m.id == id)
-                        .is_none_or(|m| is_ended(&m.run))
+                state.run != run || state.members.by_id(id).is_none_or(|m| is_ended(&m.run))
             })
             .await;
         }

@@ -12,7 +12,8 @@ use crate::events::RestartCause;
 use crate::format::Rounded;
 use crate::policy::RestartLimit;
 use crate::registry::{lock, Failure};
-use crate::run::Membership;
+use crate::run::{Exit, Membership};
+use crate::task::Task;
 
 /// Which members restart when one fails (and restarts by its own policy).
 ///
@@ -73,13 +74,17 @@ impl Intensity {
 }
 
 impl Membership for Shared {
+    fn ended(&self, member: u64, exit: Exit, task: Task) {
+        self.member_ended(member, exit, task);
+    }
+
     fn failed(&self, member: u64, resume_at: Instant, failure: &Failure) {
         let config = *lock(&self.config);
         let mut state = lock(&self.state);
         if state.token.is_cancelled() {
             return;
         }
-        let Some(index) = state.members.iter().position(|m| m.id == member) else {
+        let Some(index) = state.members.index_of(member) else {
             return;
         };
         let name = state.members[index].name.clone();
@@ -118,7 +123,7 @@ impl Membership for Shared {
                 .is_none_or(|s| s.is_final());
             if !finished {
                 m.control
-                    .request(resume_at, RestartCause::Sibling(name.clone()));
+                    .request(resume_at, RestartCause::Sibling(name.to_string()));
             }
         }
     }

@@ -7,14 +7,19 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::Exit;
 use crate::events::RestartCause;
 use crate::registry::{lock, Failure};
+use crate::task::Task;
 
 /// What a group does with the failures of its members.
 pub(crate) trait Membership: Send + Sync {
     /// Member `member` failed and its next attempt starts at `resume_at`:
     /// the group applies its strategy and counts the restart.
     fn failed(&self, member: u64, resume_at: Instant, failure: &Failure);
+
+    /// Member `member`'s supervisor ended with `exit`, and gave `task` back.
+    fn ended(&self, member: u64, exit: Exit, task: Task);
 }
 
 /// A restart that the member did not fail for.
@@ -91,6 +96,13 @@ impl Control {
     pub(crate) fn failed(&self, resume_at: Instant, failure: &Failure) {
         if let Some(group) = self.group.upgrade() {
             group.failed(self.id, resume_at, failure);
+        }
+    }
+
+    /// Tells the group that the member's supervisor ended.
+    pub(crate) fn ended(&self, exit: Exit, task: Task) {
+        if let Some(group) = self.group.upgrade() {
+            group.ended(self.id, exit, task);
         }
     }
 }

@@ -257,8 +257,14 @@ where
         // twice in this future.
         let guard = guard.as_mut().expect("registered above");
         let entry = guard.entry.clone();
-        // The task's own token: cancelling it stops this task, not its siblings.
-        let token = token.child_token();
+        // The task's own token: cancelling it stops this task, not its
+        // siblings. A group member's token is its own already: the group
+        // makes one for each member, and cancels it to stop that member.
+        let token = if control.is_some() {
+            token.clone()
+        } else {
+            token.child_token()
+        };
         // On the heap, and only for tasks that have a watchdog.
         let stall = spec
             .policy
