@@ -8,7 +8,8 @@
 //! another thread takes snapshots in a loop, a by-name `heartbeat(name)`
 //! against `SystemTime::now()` in the same process, and `GET
 //! /admin/liveness` over loopback. The memory per task is also measured for
-//! members of one group (`Group::spawn`, the way `spawn_all!` runs tasks).
+//! members of one group (`Group::spawn`, the way `spawn_all!` runs tasks),
+//! with the time `Group::shutdown` takes to stop them all.
 //! Each run is a child process of its own.
 //! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
 //! set, a child calls that one view 200 times instead (see `repeat_view`).
@@ -64,12 +65,13 @@ fn child(kind: &str, n: usize, shape: &str) {
                 }
                 "group" => {
                     let spec = Spec::new(name.as_str()).registry(&registry);
+                    // The member stops on its own token, which the group's
+                    // shutdown cancels.
                     group.spawn(Task::new(spec, move |ctx: Context| {
                         let started = started.clone();
-                        let token = token.clone();
                         async move {
                             started.fetch_add(1, Ordering::Relaxed);
-                            user_loop(token, || ctx.heartbeat()).await
+                            user_loop(ctx.token().clone(), || ctx.heartbeat()).await
                         }
                     }));
                 }
@@ -143,6 +145,15 @@ fn child(kind: &str, n: usize, shape: &str) {
         );
         let (named, now) = by_name_beat(&registry, &names[n / 2]);
         line += &format!(" by_name_ns={named:.1} now_ns={now:.1}");
+    }
+    if kind == "group" {
+        // Every member stops on its token within the grace.
+        let t = Instant::now();
+        let exits = rt.block_on(group.shutdown(Duration::from_secs(60)));
+        assert_eq!(exits.len(), n);
+        line += &format!(" shutdown_ms={:.1}", t.elapsed().as_secs_f64() * 1e3);
+    } else {
+        drop(group);
     }
     token.cancel();
     if let Some(handle) = peer_handle {
@@ -317,9 +328,10 @@ fn main() {
         let bare = support::run_child(&["bare", &size]);
         let members = support::run_child(&["group", &size]);
         group_rows.push(format!(
-            "| {n} | {:.1} | {:.0} |",
+            "| {n} | {:.1} | {:.0} | {:.1} |",
             field(&members, "spawn_ms"),
-            (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64
+            (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64,
+            field(&members, "shutdown_ms"),
         ));
         for (shape, example) in [
             ("tenant", "tenant-sync-00000700"),
@@ -350,9 +362,9 @@ fn main() {
     }
     println!();
     println!(
-        "| members of one group | spawn until all run (ms) | bytes per task beyond the future |"
+        "| members of one group | spawn until all run (ms) | bytes per task beyond the future | `Group::shutdown` (ms) |"
     );
-    println!("|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|");
     for row in group_rows {
         println!("{row}");
     }

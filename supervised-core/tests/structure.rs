@@ -241,6 +241,46 @@ async fn added_members_start_at_once_and_removed_ones_leave_with_their_exit() {
     );
 }
 
+/// A member that runs for `run` and then returns.
+fn finite(registry: &Registry, name: &str, run: Duration) -> Task {
+    Task::new(
+        Spec::new(name).registry(registry).without_heartbeat(),
+        move |_ctx: Context| async move { sleep(run).await },
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_waits_for_the_last_member_whatever_the_order_they_end_in() {
+    let registry = Registry::new();
+    let start = Instant::now();
+    let mut group = Group::new();
+    // The second added ends last; the first ends first and is taken out
+    // while `join` waits, so every member after it moves up one place.
+    group.spawn(finite(&registry, "a", secs(1)));
+    group.spawn(finite(&registry, "b", secs(6)));
+    group.spawn(finite(&registry, "c", secs(2)));
+    group.spawn(finite(&registry, "d", secs(3)));
+    let handle = group.handle();
+    let changes = tokio::spawn(async move {
+        sleep(ms(1500)).await;
+        assert_eq!(handle.remove("a", secs(1)).await, Some(Exit::Completed));
+        // And one added meanwhile.
+        handle.add(finite(&registry, "e", secs(2))).unwrap();
+    });
+    let exits = group.join().await;
+    assert_eq!(start.elapsed(), secs(6));
+    assert_eq!(
+        exits,
+        [
+            ("b".to_owned(), Exit::Completed),
+            ("c".to_owned(), Exit::Completed),
+            ("d".to_owned(), Exit::Completed),
+            ("e".to_owned(), Exit::Completed),
+        ]
+    );
+    changes.await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn remove_bounds_a_member_that_ignores_cancellation_by_its_grace() {
     let registry = Registry::new();

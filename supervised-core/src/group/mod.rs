@@ -516,8 +516,24 @@ impl Shared {
     }
 
     /// Waits until no member runs or waits to run.
+    ///
+    /// Each check resumes at the first member the last one found running: a
+    /// member that has ended stays ended until the group runs again, and
+    /// members are sorted by id, so removals do not move the place. Checked
+    /// after every member's end, a scan from the start would make stopping
+    /// a large group quadratic.
     fn ended(&self) -> impl Future<Output = ()> + '_ {
-        self.until(|state| state.members.iter().all(|m| is_ended(&m.run)))
+        let mut from = 0;
+        self.until(move |state| {
+            let start = state.members.partition_point(|m| m.id < from);
+            match state.members[start..].iter().find(|m| !is_ended(&m.run)) {
+                Some(running) => {
+                    from = running.id;
+                    false
+                }
+                None => true,
+            }
+        })
     }
 
     /// Cancels every member (in reverse order if ordered) and waits for them
