@@ -42,7 +42,9 @@ pub(crate) struct Control {
 struct State {
     /// The running attempt's own token, a child of the task's token.
     attempt: Option<CancellationToken>,
-    request: Option<Request>,
+    /// Boxed: one word in every member's `Control`, which every member
+    /// keeps for its whole life, for a request that is rare.
+    request: Option<Box<Request>>,
 }
 
 impl Control {
@@ -77,13 +79,13 @@ impl Control {
         if let Some(token) = &state.attempt {
             token.cancel();
         }
-        state.request = Some(Request { at, cause });
+        state.request = Some(Box::new(Request { at, cause }));
         drop(state);
         self.wake.notify_one();
     }
 
     pub(crate) fn take_request(&self) -> Option<Request> {
-        lock(&self.state).request.take()
+        lock(&self.state).request.take().map(|request| *request)
     }
 
     /// Resolves after a request (or a stale wake-up: check
