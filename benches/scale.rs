@@ -9,7 +9,8 @@
 //! against `SystemTime::now()` in the same process, and `GET
 //! /admin/liveness` over loopback. The memory per task is also measured for
 //! members of one group (`Group::spawn`, the way `spawn_all!` runs tasks),
-//! with the time `Group::shutdown` takes to stop them all.
+//! with the time of `Group::is_healthy` and of `Group::shutdown`, which
+//! stops them all.
 //! Each run is a child process of its own.
 //! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
 //! set, a child calls that one view 200 times instead (see `repeat_view`).
@@ -147,6 +148,17 @@ fn child(kind: &str, n: usize, shape: &str) {
         line += &format!(" by_name_ns={named:.1} now_ns={now:.1}");
     }
     if kind == "group" {
+        let health: Vec<Duration> = (0..9)
+            .map(|_| {
+                let t = Instant::now();
+                assert!(group.is_healthy());
+                t.elapsed()
+            })
+            .collect();
+        line += &format!(
+            " group_healthy_us={:.0}",
+            support::median(health).as_secs_f64() * 1e6
+        );
         // Every member stops on its token within the grace.
         let t = Instant::now();
         let exits = rt.block_on(group.shutdown(Duration::from_secs(60)));
@@ -328,9 +340,10 @@ fn main() {
         let bare = support::run_child(&["bare", &size]);
         let members = support::run_child(&["group", &size]);
         group_rows.push(format!(
-            "| {n} | {:.1} | {:.0} | {:.1} |",
+            "| {n} | {:.1} | {:.0} | {:.2} | {:.1} |",
             field(&members, "spawn_ms"),
             (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64,
+            field(&members, "group_healthy_us") / 1e3,
             field(&members, "shutdown_ms"),
         ));
         for (shape, example) in [
@@ -362,9 +375,9 @@ fn main() {
     }
     println!();
     println!(
-        "| members of one group | spawn until all run (ms) | bytes per task beyond the future | `Group::shutdown` (ms) |"
+        "| members of one group | spawn until all run (ms) | bytes per task beyond the future | `Group::is_healthy` (ms) | `Group::shutdown` (ms) |"
     );
-    println!("|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|");
     for row in group_rows {
         println!("{row}");
     }

@@ -413,8 +413,8 @@ impl Shared {
                 _ => m
                     .entry
                     .as_ref()
-                    .and_then(|(registry, entry)| registry.status_of(entry))
-                    .is_some_and(|s| s.healthy),
+                    .and_then(|(registry, entry)| registry.is_healthy_entry(entry))
+                    .unwrap_or(false),
             })
     }
 

@@ -600,10 +600,11 @@ impl Entry {
         }
     }
 
-    pub(super) fn status(&self, clock: &Clock, now_mono: u64) -> Option<TaskStatus> {
+    /// What a supervised task's health is judged on, at `now_mono`; `None`
+    /// for a heartbeat-only name.
+    fn health(&self, now_mono: u64) -> Option<Health> {
         let sup = self.supervision.as_ref()?;
         let state = TaskState::from_u8(sup.state.load(Ordering::Acquire));
-        let since_last_tick = self.age(now_mono);
         // Silence counts from the last beat, or from the start when there
         // was none, and for a singleton not from before its last grant.
         let quiet_since = match self.last_mono() {
@@ -621,6 +622,28 @@ impl Entry {
         } else {
             self.blocked_for(now_mono, sup.settings.blocking_after)
         };
+        Some(Health {
+            state,
+            stale,
+            blocked_for,
+        })
+    }
+
+    /// [`TaskStatus::healthy`] of a supervised task at `now_mono`, without
+    /// the rest of its status; `None` for a heartbeat-only name.
+    pub(super) fn is_healthy(&self, now_mono: u64) -> Option<bool> {
+        self.health(now_mono).map(|health| health.is_healthy())
+    }
+
+    pub(super) fn status(&self, clock: &Clock, now_mono: u64) -> Option<TaskStatus> {
+        let sup = self.supervision.as_ref()?;
+        let health = self.health(now_mono)?;
+        let Health {
+            state,
+            stale,
+            blocked_for,
+        } = health;
+        let since_last_tick = self.age(now_mono);
         Some(TaskStatus {
             name: String::from(self.name.as_str()),
             state,
@@ -632,7 +655,7 @@ impl Entry {
             stale,
             blocked_for,
             expects_heartbeat: sup.settings.expects_heartbeat,
-            healthy: !stale && blocked_for.is_none() && state != TaskState::Failed,
+            healthy: health.is_healthy(),
             failures: FailureCounts {
                 panics: sup.panics.load(Ordering::Relaxed).into(),
                 errors: sup.errors.load(Ordering::Relaxed).into(),
@@ -659,6 +682,24 @@ impl Entry {
                 has_stood_by: slot.stood_by.load(Ordering::Relaxed),
             }),
         })
+    }
+}
+
+/// What a supervised task's health is judged on.
+#[derive(Clone, Copy)]
+struct Health {
+    state: TaskState,
+    /// Silent for longer than its `stale_after`, or found stalled by its
+    /// watchdog, while it should be running.
+    stale: bool,
+    /// How long the poll in progress has blocked its thread, past the
+    /// task's threshold.
+    blocked_for: Option<Duration>,
+}
+
+impl Health {
+    fn is_healthy(self) -> bool {
+        !self.stale && self.blocked_for.is_none() && self.state != TaskState::Failed
     }
 }
 
@@ -701,6 +742,40 @@ mod tests {
     }
 
     const THRESHOLD: Duration = Duration::from_secs(10);
+
+    /// The health alone (what a group's `is_healthy` reads) says what the
+    /// whole status says: silent, blocking its thread, failed.
+    #[test]
+    fn health_alone_agrees_with_the_status() {
+        let manual = ManualClock::new();
+        let clock = Clock::Manual(manual.clone());
+        let settings = Arc::new(Settings {
+            stale_after: Some(THRESHOLD),
+            ..*settings()
+        });
+        let entry = Entry::new("a", &clock, Some((settings, false)));
+        let check = |expected: bool| {
+            let now = clock.now_mono();
+            let status = entry.status(&clock, now).expect("supervised");
+            assert_eq!(status.healthy, expected, "{status:?}");
+            assert_eq!(entry.is_healthy(now), Some(expected));
+        };
+        check(true);
+        manual.advance(THRESHOLD + Duration::from_secs(1));
+        check(false);
+        entry.beat();
+        check(true);
+        let started = entry.poll_begin();
+        manual.advance(Duration::from_secs(2));
+        check(false);
+        entry.poll_end(started);
+        entry.beat();
+        check(true);
+        entry.set_state(TaskState::Failed);
+        check(false);
+        let named = Entry::new("b", &clock, None);
+        assert_eq!(named.is_healthy(clock.now_mono()), None);
+    }
 
     /// What a health check of a live task that beats through its `Context`
     /// reads is the entry's first 16 bytes: with the allocation's 16-byte

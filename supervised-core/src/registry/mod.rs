@@ -320,6 +320,12 @@ impl Registry {
         entry.status(&self.inner.clock, self.inner.clock.now_mono())
     }
 
+    /// [`TaskStatus::healthy`] of `entry` now, without the rest of its
+    /// status (no allocation); `None` for a heartbeat-only name.
+    pub(crate) fn is_healthy_entry(&self, entry: &Entry) -> Option<bool> {
+        entry.is_healthy(self.inner.clock.now_mono())
+    }
+
     /// Records a heartbeat for `name` now: the wall time read during this call is
     /// what [`Registry::last_tick`] returns afterwards. Creates a heartbeat-only
     /// entry for a name not seen before; beats a supervised task's entry when the
