@@ -4,6 +4,10 @@
 //! two and pairing them cancels the slow drift of a shared VM, which moves
 //! two separate timings (as in the `overhead` criterion bench) by up to 20 %.
 //!
+//! Each workload runs twice: with the supervisor as the runtime's `block_on`
+//! future, as a test or a small program runs it, and with the supervisor
+//! spawned on a task of its own, as a service runs it.
+//!
 //! `PAIRS` sets the number of pairs (default 41).
 
 mod support;
@@ -19,8 +23,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Median bare time, median supervised time (ms) and the median paired ratio.
-fn measure<F, Fut>(rt: &tokio::runtime::Runtime, pairs: usize, f: F) -> (f64, f64, f64)
+/// Median bare time, median supervised time (ms) and the median paired
+/// ratio; with `spawned`, the supervisor runs on a task of its own.
+fn measure<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    pairs: usize,
+    spawned: bool,
+    f: F,
+) -> (f64, f64, f64)
 where
     F: Fn() -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -35,11 +45,14 @@ where
 
         let t = Instant::now();
         let g = f.clone();
-        let exit = rt.block_on(
-            Spec::new("happy-path")
-                .registry(&registry)
-                .run(CancellationToken::new(), move |_ctx: Context| g()),
-        );
+        let supervisor = Spec::new("happy-path")
+            .registry(&registry)
+            .run(CancellationToken::new(), move |_ctx: Context| g());
+        let exit = if spawned {
+            rt.block_on(async move { tokio::spawn(supervisor).await.expect("no panic") })
+        } else {
+            rt.block_on(supervisor)
+        };
         let s = t.elapsed().as_secs_f64();
         assert!(exit.is_completed());
 
@@ -62,9 +75,23 @@ fn main() {
         .expect("runtime");
     println!("| workload ({pairs} pairs) | bare `tokio::spawn` (ms) | supervised (ms) | median paired ratio |");
     println!("|---|---:|---:|---:|");
-    let rows: [(&str, (f64, f64, f64)); 2] = [
-        ("10,000 `yield_now()`", measure(&rt, pairs, yield_loop)),
-        ("10,000 channel round trips", measure(&rt, pairs, ping_pong)),
+    let rows: [(&str, (f64, f64, f64)); 4] = [
+        (
+            "10,000 `yield_now()`",
+            measure(&rt, pairs, false, yield_loop),
+        ),
+        (
+            "10,000 channel round trips",
+            measure(&rt, pairs, false, ping_pong),
+        ),
+        (
+            "10,000 `yield_now()`, supervisor spawned",
+            measure(&rt, pairs, true, yield_loop),
+        ),
+        (
+            "10,000 channel round trips, supervisor spawned",
+            measure(&rt, pairs, true, ping_pong),
+        ),
     ];
     for (name, (b, s, r)) in rows {
         println!("| {name} | {b:.3} | {s:.3} | {r:.3} |");
