@@ -10,7 +10,9 @@
 //! /admin/liveness` over loopback. The memory per task is also measured for
 //! members of one group (`Group::spawn`, the way `spawn_all!` runs tasks),
 //! with the time of `Group::is_healthy` and of `Group::shutdown`, which
-//! stops them all.
+//! stops them all, for a group that starts its members at once and for an
+//! ordered one (`Group::ordered`: each member starts once the one before
+//! has beaten, and they stop from the last to the first).
 //! Each run is a child process of its own.
 //! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
 //! set, a child calls that one view 200 times instead (see `repeat_view`).
@@ -49,7 +51,10 @@ fn child(kind: &str, n: usize, shape: &str) {
     let mut peer = task_supervisor::SupervisorBuilder::new();
     let mut peer_handle = None;
     // Members of one group, as `spawn_all!` and `Group::spawn` run them.
-    let mut group = Group::with_token(token.clone());
+    let mut group = match kind {
+        "ordered" => Group::with_token(token.clone()).ordered(),
+        _ => Group::with_token(token.clone()),
+    };
     let spawn_start = Instant::now();
     rt.block_on(async {
         for name in &names {
@@ -64,14 +69,18 @@ fn child(kind: &str, n: usize, shape: &str) {
                         },
                     );
                 }
-                "group" => {
+                "group" | "ordered" => {
                     let spec = Spec::new(name.as_str()).registry(&registry);
                     // The member stops on its own token, which the group's
-                    // shutdown cancels.
+                    // shutdown cancels. It beats at once: an ordered group
+                    // starts the next member on that first beat (the
+                    // interval's first tick would wait for the timer's next
+                    // millisecond, a millisecond per member).
                     group.spawn(Task::new(spec, move |ctx: Context| {
                         let started = started.clone();
                         async move {
                             started.fetch_add(1, Ordering::Relaxed);
+                            ctx.heartbeat();
                             user_loop(ctx.token().clone(), || ctx.heartbeat()).await
                         }
                     }));
@@ -147,7 +156,7 @@ fn child(kind: &str, n: usize, shape: &str) {
         let (named, now) = by_name_beat(&registry, &names[n / 2]);
         line += &format!(" by_name_ns={named:.1} now_ns={now:.1}");
     }
-    if kind == "group" {
+    if kind == "group" || kind == "ordered" {
         let health: Vec<Duration> = (0..9)
             .map(|_| {
                 let t = Instant::now();
@@ -344,14 +353,16 @@ fn main() {
             ));
         }
         let bare = support::run_child(&["bare", &size]);
-        let members = support::run_child(&["group", &size]);
-        group_rows.push(format!(
-            "| {n} | {:.1} | {:.0} | {:.2} | {:.1} |",
-            field(&members, "spawn_ms"),
-            (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64,
-            field(&members, "group_healthy_us") / 1e3,
-            field(&members, "shutdown_ms"),
-        ));
+        for (kind, order) in [("group", "any"), ("ordered", "ordered")] {
+            let members = support::run_child(&[kind, &size]);
+            group_rows.push(format!(
+                "| {n} | {order} | {:.1} | {:.0} | {:.2} | {:.1} |",
+                field(&members, "spawn_ms"),
+                (field(&members, "rss_bytes") - field(&bare, "rss_bytes")) / n as f64,
+                field(&members, "group_healthy_us") / 1e3,
+                field(&members, "shutdown_ms"),
+            ));
+        }
         for (shape, example) in [
             ("tenant", "tenant-sync-00000700"),
             ("perf", "perf-scale-N-700"),
@@ -381,9 +392,9 @@ fn main() {
     }
     println!();
     println!(
-        "| members of one group | spawn until all run (ms) | bytes per task beyond the future | `Group::is_healthy` (ms) | `Group::shutdown` (ms) |"
+        "| members of one group | start order | spawn until all run (ms) | bytes per task beyond the future | `Group::is_healthy` (ms) | `Group::shutdown` (ms) |"
     );
-    println!("|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|");
     for row in group_rows {
         println!("{row}");
     }

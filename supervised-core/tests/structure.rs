@@ -3,7 +3,7 @@
 //! intensity and groups as members of groups. Everything runs on tokio's
 //! paused clock, so every instant asserted is exact.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -812,6 +812,61 @@ async fn members_added_removed_and_restarted_while_others_fail() {
             assert!(status.state.is_final(), "{status:?}");
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ordered_group_task_starts_its_members_from_the_first_again_in_its_next_run() {
+    let registry = Registry::new();
+    let (log, _) = record(&registry);
+    // Not ready within the start timeout the first time it runs, at once
+    // the next time.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let late = {
+        let runs = runs.clone();
+        Task::new(
+            Spec::new("late").registry(&registry),
+            move |ctx: Context| {
+                let first = runs.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if first {
+                        tokio::select! {
+                            _ = ctx.cancelled() => return,
+                            _ = sleep(secs(3600)) => {}
+                        }
+                    }
+                    ctx.heartbeat();
+                    ctx.cancelled().await;
+                }
+            },
+        )
+    };
+    let mut inner = Group::new().ordered().with_start_timeout(secs(10));
+    inner
+        .spawn(slow(&registry, "db", secs(2), Duration::ZERO))
+        .spawn(late)
+        .spawn(slow(&registry, "api", Duration::ZERO, Duration::ZERO));
+    let inner = inner
+        .into_task("stack")
+        .with_spec(|s| s.registry(&registry).backoff(constant(secs(5))));
+    let mut outer = Group::new();
+    outer.spawn(inner);
+    // db is ready at 2 s; late is not ready by 12 s: the group gives up and
+    // its task backs off 5 s. The next run starts db first again (at 17 s),
+    // then late once db is ready (19 s), then api at once.
+    sleep(secs(30)).await;
+    let starts = |name: &str| -> Vec<Duration> {
+        of(&log, name)
+            .into_iter()
+            .filter(|e| e.2 == "started")
+            .map(|e| e.0)
+            .collect()
+    };
+    assert_eq!(starts("db"), [secs(0), secs(17)]);
+    assert_eq!(starts("late"), [secs(2), secs(19)]);
+    assert_eq!(starts("api"), [secs(19)]);
+    assert_eq!(registry.status("api").unwrap().state, TaskState::Running);
+    let exits = outer.shutdown(secs(10)).await;
+    assert_eq!(exits, [("stack".to_owned(), Exit::Cancelled)]);
 }
 
 // Found in review ------------------------------------------------------------------

@@ -106,6 +106,11 @@ struct State {
     run: u64,
     /// The run whose ordered-start driver is running.
     driving: Option<u64>,
+    /// In an ordered group, no member with a smaller id is waiting to
+    /// start: the driver looks for the next one from here. Members only
+    /// wait when they are added (with a larger id than any) and when a new
+    /// run begins, which sets this back to 0.
+    first_waiting: u64,
 }
 
 impl Drop for Group {
@@ -161,6 +166,7 @@ impl Group {
                     parent: None,
                     run: 0,
                     driving: None,
+                    first_waiting: 0,
                 }),
                 changed: Notify::new(),
                 next_id: AtomicU64::new(0),
@@ -610,6 +616,7 @@ impl Shared {
                 // A new run after the last one gave up or was stopped.
                 state.token = ctx.token().child_token();
                 state.run += 1;
+                state.first_waiting = 0;
                 state.failure = None;
                 state.intensity.clear();
                 let token = state.token.clone();

@@ -68,11 +68,19 @@ impl Shared {
             changed.as_mut().enable();
             let wait = {
                 let mut state = lock(&self.state);
-                match state
+                // From where the last search stopped, not from the first
+                // member: starting n members is then one pass, not n.
+                let from = state
                     .members
+                    .partition_point(|m| m.id < state.first_waiting);
+                let first = state.members[from..]
                     .iter()
                     .position(|m| matches!(m.run, Run::Waiting(_)))
-                {
+                    .map(|i| from + i);
+                if let Some(i) = first {
+                    state.first_waiting = state.members[i].id;
+                }
+                match first {
                     None => Wait::Change,
                     Some(0) => {
                         self.start(&mut state, 0);
@@ -179,14 +187,27 @@ impl Shared {
             }
         }
         self.changed.notify_waiters();
+        // Members from this id on have ended; a member that ended in this
+        // run stays ended, so each search starts below the member stopped
+        // last: stopping n members is one pass over them, not n.
+        let mut ended_from = u64::MAX;
+        // The largest id at the last search.
+        let mut newest = None;
         loop {
             let next = {
                 let state = lock(&self.state);
                 if state.run != run {
                     return;
                 }
-                state
-                    .members
+                // A cancelled group takes no new member; should one have been
+                // added all the same, every member is looked at again.
+                let last = state.members.last().map(|m| m.id);
+                if newest.is_some() && last > newest {
+                    ended_from = u64::MAX;
+                }
+                newest = last;
+                let below = state.members.partition_point(|m| m.id < ended_from);
+                state.members[..below]
                     .iter()
                     .rev()
                     .find(|m| !is_ended(&m.run))
@@ -200,6 +221,7 @@ impl Shared {
                 state.run != run || state.members.by_id(id).is_none_or(|m| is_ended(&m.run))
             })
             .await;
+            ended_from = id;
         }
     }
 }
