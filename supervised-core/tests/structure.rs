@@ -871,6 +871,38 @@ async fn an_ordered_group_task_starts_its_members_from_the_first_again_in_its_ne
 
 // Found in review ------------------------------------------------------------------
 
+#[test]
+fn join_returns_when_the_runtime_that_ran_the_members_is_gone() {
+    let registry = Registry::new();
+    let members = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let mut group = Group::new();
+    {
+        let _enter = members.enter();
+        group.spawn(steady(&registry, "orphan"));
+    }
+    members.block_on(settle());
+    assert_eq!(registry.status("orphan").unwrap().state, TaskState::Running);
+    // Shutting the runtime down drops the member's supervisor unfinished.
+    drop(members);
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let exits = other
+        .block_on(async { tokio::time::timeout(secs(60), group.join()).await })
+        .expect("join returned");
+    assert_eq!(exits, [("orphan".to_owned(), Exit::Cancelled)]);
+    assert_eq!(
+        registry.status("orphan").unwrap().state,
+        TaskState::Cancelled
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_member_that_was_ready_does_not_hold_up_one_added_while_it_restarts() {
     let registry = Registry::new();

@@ -143,11 +143,38 @@ pin_project_lite::pin_project! {
     /// every member pays for while it runs.
     pub(super) struct Reported<F> {
         #[pin]
-        pub(super) supervisor: F,
-        // The member's link to its group: one word, where the group and the
-        // member's id would be two, and a word more would take the member's
-        // tokio task past 512 bytes, to 640.
-        pub(super) control: Arc<Control>,
+        supervisor: F,
+        // Declared after the supervisor, so dropped after it.
+        report: Report,
+    }
+}
+
+impl<F> Reported<F> {
+    pub(super) fn new(supervisor: F, control: Arc<Control>) -> Self {
+        Reported {
+            supervisor,
+            report: Report(Some(control)),
+        }
+    }
+}
+
+/// The member's link to its group, until its end is reported: one word,
+/// where the group and the member's id would be two, and a word more would
+/// take the member's tokio task past 512 bytes, to 640. Dropped before the
+/// end was reported (the supervisor was dropped unfinished: its runtime
+/// shut down, or it was aborted), it tells the group so, once the
+/// supervisor has been dropped.
+struct Report(Option<Arc<Control>>);
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(control) = self.0.take() {
+            // The id of the tokio task being dropped: the group checks it
+            // against the member's current supervisor.
+            if let Some(task) = tokio::task::try_id() {
+                control.dropped(task);
+            }
+        }
     }
 }
 
@@ -160,7 +187,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let (exit, task) = ready!(this.supervisor.poll(cx));
-        this.control.ended(exit, task);
+        if let Some(control) = this.report.0.take() {
+            control.ended(exit, task);
+        }
         Poll::Ready(())
     }
 }
@@ -200,6 +229,7 @@ mod tests {
     impl Membership for NoGroup {
         fn failed(&self, _: u64, _: Instant, _: &crate::Failure) {}
         fn ended(&self, _: u64, _: Exit, _: Task) {}
+        fn dropped(&self, _: u64, _: tokio::task::Id) {}
     }
 
     fn member(id: u64, name: &str) -> Member {
@@ -235,10 +265,7 @@ mod tests {
         let Ok(supervisor) = supervisor else {
             panic!("the name is free");
         };
-        let reported = Reported {
-            supervisor,
-            control,
-        };
+        let reported = Reported::new(supervisor, control);
         let size = std::mem::size_of_val(&reported);
         assert!(size <= 408, "a member's supervisor: {size} bytes");
     }

@@ -82,6 +82,11 @@ pub(crate) struct Shared {
     next_id: AtomicU64,
     /// Given to the singleton members that wait for their group's lease.
     lease: Mutex<Option<Arc<dyn crate::lease::Lease>>>,
+    /// Members whose supervisor (the tokio task given) was dropped before
+    /// it ended, not yet marked ended. Apart from `state`: a supervisor may
+    /// be dropped while `state` is held, when a runtime that is shutting
+    /// down drops a task as it is spawned.
+    dropped: Mutex<Vec<(u64, tokio::task::Id)>>,
 }
 
 #[derive(Clone, Copy)]
@@ -171,6 +176,7 @@ impl Group {
                 changed: Notify::new(),
                 next_id: AtomicU64::new(0),
                 lease: Mutex::new(None),
+                dropped: Mutex::new(Vec::new()),
             }),
             token,
             detached: false,
@@ -485,10 +491,7 @@ impl Shared {
         member.started = Some(Instant::now());
         match supervisor {
             Ok(supervisor) => {
-                let handle = tokio::spawn(Reported {
-                    supervisor,
-                    control: member.control.clone(),
-                });
+                let handle = tokio::spawn(Reported::new(supervisor, member.control.clone()));
                 member.run = Run::Running(handle.abort_handle());
             }
             // It never ran (its name was taken).
@@ -508,14 +511,39 @@ impl Shared {
         self.changed.notify_waiters();
     }
 
+    /// Member `id`'s supervisor, the tokio task `task`, was dropped before
+    /// it ended: marked ended at the next check (see [`Shared::until`]).
+    fn member_dropped(&self, id: u64, task: tokio::task::Id) {
+        lock(&self.dropped).push((id, task));
+        self.changed.notify_waiters();
+    }
+
+    /// Marks ended the members whose running supervisor was dropped before
+    /// it ended. A report for a supervisor the member no longer runs (one
+    /// of an earlier run, dropped late) is ignored.
+    fn absorb_dropped(&self, state: &mut State) {
+        let dropped = std::mem::take(&mut *lock(&self.dropped));
+        for (id, task) in dropped {
+            if let Some(m) = state.members.by_id_mut(id) {
+                if matches!(&m.run, Run::Running(handle) if handle.id() == task) {
+                    m.run = Run::ended(Exit::Cancelled, None);
+                }
+            }
+        }
+    }
+
     /// Waits until `done` holds, checked now and after each change.
     async fn until(&self, mut done: impl FnMut(&State) -> bool) {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if done(&lock(&self.state)) {
-                return;
+            {
+                let mut state = lock(&self.state);
+                self.absorb_dropped(&mut state);
+                if done(&state) {
+                    return;
+                }
             }
             changed.await;
         }

@@ -78,6 +78,10 @@ impl Membership for Shared {
         self.member_ended(member, exit, task);
     }
 
+    fn dropped(&self, member: u64, task: tokio::task::Id) {
+        self.member_dropped(member, task);
+    }
+
     fn failed(&self, member: u64, resume_at: Instant, failure: &Failure) {
         let config = *lock(&self.config);
         let mut state = lock(&self.state);

@@ -20,6 +20,10 @@ pub(crate) trait Membership: Send + Sync {
 
     /// Member `member`'s supervisor ended with `exit`, and gave `task` back.
     fn ended(&self, member: u64, exit: Exit, task: Task);
+
+    /// Member `member`'s supervisor, the tokio task `task`, was dropped
+    /// before it ended: its runtime shut down, or it was aborted.
+    fn dropped(&self, member: u64, task: tokio::task::Id);
 }
 
 /// A restart that the member did not fail for.
@@ -105,6 +109,14 @@ impl Control {
     pub(crate) fn ended(&self, exit: Exit, task: Task) {
         if let Some(group) = self.group.upgrade() {
             group.ended(self.id, exit, task);
+        }
+    }
+
+    /// Tells the group that the member's supervisor, the tokio task `task`,
+    /// was dropped before it ended.
+    pub(crate) fn dropped(&self, task: tokio::task::Id) {
+        if let Some(group) = self.group.upgrade() {
+            group.dropped(self.id, task);
         }
     }
 }
