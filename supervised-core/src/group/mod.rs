@@ -418,6 +418,11 @@ impl Shared {
 
     fn is_healthy(&self) -> bool {
         let state = lock(&self.state);
+        // The clock is read once per registry, not once per member: a clock
+        // reading waits for the instructions before it, so reading it for
+        // each member would also wait for each member's entry to load,
+        // one cache miss after the other.
+        let mut now: Option<(&crate::registry::Registry, u64)> = None;
         state.failure.is_none()
             && state.members.iter().all(|m| match &m.run {
                 // Not started yet in an ordered group: nothing to say yet.
@@ -425,7 +430,17 @@ impl Shared {
                 _ => m
                     .entry
                     .as_ref()
-                    .and_then(|(registry, entry)| registry.is_healthy_entry(entry))
+                    .and_then(|(registry, entry)| {
+                        let at = match now {
+                            Some((read, at)) if read.same_as(registry) => at,
+                            _ => {
+                                let at = registry.now_mono();
+                                now = Some((registry, at));
+                                at
+                            }
+                        };
+                        registry.is_healthy_entry_at(entry, at)
+                    })
                     .unwrap_or(false),
             })
     }

@@ -320,10 +320,17 @@ impl Registry {
         entry.status(&self.inner.clock, self.inner.clock.now_mono())
     }
 
-    /// [`TaskStatus::healthy`] of `entry` now, without the rest of its
-    /// status (no allocation); `None` for a heartbeat-only name.
-    pub(crate) fn is_healthy_entry(&self, entry: &Entry) -> Option<bool> {
-        entry.is_healthy(self.inner.clock.now_mono())
+    /// [`TaskStatus::healthy`] of `entry` at `now`, a reading of
+    /// [`Registry::now_mono`], without the rest of its status (no
+    /// allocation); `None` for a heartbeat-only name.
+    pub(crate) fn is_healthy_entry_at(&self, entry: &Entry, now: u64) -> Option<bool> {
+        entry.is_healthy(now)
+    }
+
+    /// A reading of the registry's monotonic clock, for
+    /// [`Registry::is_healthy_entry_at`].
+    pub(crate) fn now_mono(&self) -> u64 {
+        self.inner.clock.now_mono()
     }
 
     /// Records a heartbeat for `name` now: the wall time read during this call is
