@@ -3,10 +3,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-
-use once_cell::race::OnceBox;
 use std::time::{Duration, SystemTime};
 
+use once_cell::race::OnceBox;
 use smol_str::SmolStr;
 
 use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
