@@ -296,6 +296,59 @@ fn group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
     assert!(dropped.load(Ordering::SeqCst));
 }
 
+/// As above, in an ordered group, shut down on the members' own runtime:
+/// the group's driver waits for the member meanwhile, and must not take the
+/// aborted supervisor's drop for the member's end while its attempt is
+/// still blocked.
+#[test]
+fn ordered_group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
+    logs();
+    let rt = runtime(2);
+    let registry = Registry::new();
+    let blocking = Arc::new(AtomicBool::new(false));
+    let b = blocking.clone();
+    let mut group = Group::new().ordered();
+    {
+        let _enter = rt.enter();
+        group.spawn(Task::new(
+            Spec::new("wedged-in-order")
+                .registry(&registry)
+                .grace(Duration::from_millis(50)),
+            move |ctx: Context| {
+                let b = b.clone();
+                async move {
+                    ctx.heartbeat();
+                    b.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(1500));
+                    ctx.cancelled().await;
+                }
+            },
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !blocking.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let exits = rt.block_on(async move {
+        tokio::spawn(group.shutdown(Duration::from_millis(300)))
+            .await
+            .unwrap()
+    });
+    assert_eq!(exits, [("wedged-in-order".to_owned(), Exit::Abandoned)]);
+    let status = registry.status("wedged-in-order").unwrap();
+    assert_eq!(status.state, TaskState::Stopping, "{status:?}");
+    let logs = log_text();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("abandoned") && l.contains("task=wedged-in-order")),
+        "{logs}"
+    );
+    wait_for(&registry, "wedged-in-order", "cancelled", |s| {
+        s.state == TaskState::Cancelled
+    });
+}
+
 struct SetOnDrop(Arc<AtomicBool>);
 
 impl Drop for SetOnDrop {

@@ -871,6 +871,33 @@ async fn an_ordered_group_task_starts_its_members_from_the_first_again_in_its_ne
 
 // Found in review ------------------------------------------------------------------
 
+#[tokio::test(start_paused = true)]
+async fn a_member_a_group_task_adopts_is_judged_on_its_health() {
+    let registry = Registry::new();
+    let mut inner = Group::new();
+    // Never beats: stale after 1 s.
+    inner.spawn(Task::new(
+        Spec::new("silent").registry(&registry).stale_after(secs(1)),
+        |ctx: Context| async move { ctx.cancelled().await },
+    ));
+    let handle = inner.handle();
+    let inner = inner
+        .into_task("stack")
+        .with_spec(|s| s.registry(&registry));
+    let mut outer = Group::new();
+    outer.spawn(inner);
+    sleep(secs(5)).await;
+    assert!(!registry.status("silent").unwrap().healthy);
+    assert!(!handle.is_healthy(), "a stale member is not healthy");
+    // Adopted, not lost: the group still stops it.
+    let exits = outer.shutdown(secs(10)).await;
+    assert_eq!(exits, [("stack".to_owned(), Exit::Cancelled)]);
+    assert_eq!(
+        registry.status("silent").unwrap().state,
+        TaskState::Cancelled
+    );
+}
+
 #[test]
 fn join_returns_when_the_runtime_that_ran_the_members_is_gone() {
     let registry = Registry::new();

@@ -490,12 +490,16 @@ impl Shared {
         Ok(())
     }
 
-    /// Starts member `index`, which is waiting.
+    /// Starts member `index` if it is waiting; leaves any other member as
+    /// it is (running, or ended and not to run again).
     fn start(self: &Arc<Self>, state: &mut State, index: usize) {
         let parent = state.parent.clone();
         let member = &mut state.members[index];
-        let Run::Waiting(task) = std::mem::replace(&mut member.run, Run::Moving) else {
+        if !matches!(member.run, Run::Waiting(_)) {
             return;
+        }
+        let Run::Waiting(task) = std::mem::replace(&mut member.run, Run::Moving) else {
+            unreachable!("just matched");
         };
         let (entry, supervisor) = (*task).member(
             member.token.clone(),
@@ -534,13 +538,20 @@ impl Shared {
     }
 
     /// Marks ended the members whose running supervisor was dropped before
-    /// it ended. A report for a supervisor the member no longer runs (one
+    /// it ended, once the registry has recorded their end: a supervisor
+    /// aborted at a shutdown's deadline may leave its attempt blocked in a
+    /// call, and that member is the shutdown's to judge (abandoned), not
+    /// cancelled. A report for a supervisor the member no longer runs (one
     /// of an earlier run, dropped late) is ignored.
     fn absorb_dropped(&self, state: &mut State) {
         let dropped = std::mem::take(&mut *lock(&self.dropped));
         for (id, task) in dropped {
             if let Some(m) = state.members.by_id_mut(id) {
-                if matches!(&m.run, Run::Running(handle) if handle.id() == task) {
+                let ended = m
+                    .entry
+                    .as_ref()
+                    .is_none_or(|(_, entry)| entry.state().is_none_or(|state| state.is_final()));
+                if ended && matches!(&m.run, Run::Running(handle) if handle.id() == task) {
                     m.run = Run::ended(Exit::Cancelled, None);
                 }
             }
