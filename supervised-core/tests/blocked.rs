@@ -237,15 +237,89 @@ fn group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
     let rt = runtime(2);
     let registry = Registry::new();
     let dropped = Arc::new(AtomicBool::new(false));
-    let d = dropped.clone();
-    let blocking = Arc::new(AtomicBool::new(false));
-    let b = blocking.clone();
     let mut group = Group::new();
+    spawn_wedged(&rt, &mut group, &registry, "wedged", &dropped);
+    // Shut down from another runtime: a tokio runtime whose worker blocks in
+    // a task may not run its timers meanwhile, which is what the registry's
+    // own clock reading is for.
+    let main = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let exits = main.block_on(group.shutdown(Duration::from_millis(300)));
+    assert!(
+        t0.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t0.elapsed()
+    );
+    abandoned_then_cancelled(&registry, "wedged", &exits, &dropped);
+}
+
+/// As above, in an ordered group, shut down on the members' own runtime:
+/// the group's driver waits for the member meanwhile, and must not take the
+/// aborted supervisor's drop for the member's end while its attempt is
+/// still blocked.
+#[test]
+fn ordered_group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
+    logs();
+    let rt = runtime(2);
+    let registry = Registry::new();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let mut group = Group::new().ordered();
+    spawn_wedged(&rt, &mut group, &registry, "wedged-in-order", &dropped);
+    let exits = rt.block_on(async move {
+        tokio::spawn(group.shutdown(Duration::from_millis(300)))
+            .await
+            .unwrap()
+    });
+    abandoned_then_cancelled(&registry, "wedged-in-order", &exits, &dropped);
+}
+
+/// The member `name` of a group just shut down was abandoned (reported so,
+/// logged, still stopping, its attempt not dropped); once its call returns,
+/// its attempt is dropped and the task recorded as cancelled.
+fn abandoned_then_cancelled(
+    registry: &Registry,
+    name: &str,
+    exits: &[(String, Exit)],
+    dropped: &AtomicBool,
+) {
+    assert_eq!(exits, [(name.to_owned(), Exit::Abandoned)]);
+    let status = registry.status(name).unwrap();
+    assert_eq!(status.state, TaskState::Stopping, "{status:?}");
+    assert!(!dropped.load(Ordering::SeqCst));
+    let logs = log_text();
+    let tag = format!("task={name}");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("abandoned") && l.contains(&tag)),
+        "{logs}"
+    );
+    wait_for(registry, name, "cancelled", |s| {
+        s.state == TaskState::Cancelled
+    });
+    assert!(dropped.load(Ordering::SeqCst));
+}
+
+/// Spawns into `group`, on `rt`, a member named `name` with a grace of
+/// 50 ms whose attempt blocks its thread for 1.5 s in a synchronous call,
+/// and returns once it blocks. `dropped` is set when the attempt is
+/// dropped.
+fn spawn_wedged(
+    rt: &tokio::runtime::Runtime,
+    group: &mut Group,
+    registry: &Registry,
+    name: &str,
+    dropped: &Arc<AtomicBool>,
+) {
+    let blocking = Arc::new(AtomicBool::new(false));
+    let (b, d) = (blocking.clone(), dropped.clone());
     {
         let _enter = rt.enter();
         group.spawn(Task::new(
-            Spec::new("wedged")
-                .registry(&registry)
+            Spec::new(name)
+                .registry(registry)
                 .grace(Duration::from_millis(50)),
             move |ctx: Context| {
                 let guard = SetOnDrop(d.clone());
@@ -265,88 +339,6 @@ fn group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(2));
     }
-    // Shut down from another runtime: a tokio runtime whose worker blocks in
-    // a task may not run its timers meanwhile, which is what the registry's
-    // own clock reading is for.
-    let main = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let t0 = Instant::now();
-    let exits = main.block_on(group.shutdown(Duration::from_millis(300)));
-    assert!(
-        t0.elapsed() < Duration::from_millis(1000),
-        "{:?}",
-        t0.elapsed()
-    );
-    assert_eq!(exits, [("wedged".to_owned(), Exit::Abandoned)]);
-    let status = registry.status("wedged").unwrap();
-    assert_eq!(status.state, TaskState::Stopping, "{status:?}");
-    assert!(!dropped.load(Ordering::SeqCst));
-    let logs = log_text();
-    assert!(
-        logs.lines()
-            .any(|l| l.contains("abandoned") && l.contains("task=wedged")),
-        "{logs}"
-    );
-    // When the call returns, the aborted attempt is dropped and recorded.
-    wait_for(&registry, "wedged", "cancelled", |s| {
-        s.state == TaskState::Cancelled
-    });
-    assert!(dropped.load(Ordering::SeqCst));
-}
-
-/// As above, in an ordered group, shut down on the members' own runtime:
-/// the group's driver waits for the member meanwhile, and must not take the
-/// aborted supervisor's drop for the member's end while its attempt is
-/// still blocked.
-#[test]
-fn ordered_group_shutdown_abandons_a_member_blocked_in_a_sync_call() {
-    logs();
-    let rt = runtime(2);
-    let registry = Registry::new();
-    let blocking = Arc::new(AtomicBool::new(false));
-    let b = blocking.clone();
-    let mut group = Group::new().ordered();
-    {
-        let _enter = rt.enter();
-        group.spawn(Task::new(
-            Spec::new("wedged-in-order")
-                .registry(&registry)
-                .grace(Duration::from_millis(50)),
-            move |ctx: Context| {
-                let b = b.clone();
-                async move {
-                    ctx.heartbeat();
-                    b.store(true, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(1500));
-                    ctx.cancelled().await;
-                }
-            },
-        ));
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !blocking.load(Ordering::SeqCst) {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let exits = rt.block_on(async move {
-        tokio::spawn(group.shutdown(Duration::from_millis(300)))
-            .await
-            .unwrap()
-    });
-    assert_eq!(exits, [("wedged-in-order".to_owned(), Exit::Abandoned)]);
-    let status = registry.status("wedged-in-order").unwrap();
-    assert_eq!(status.state, TaskState::Stopping, "{status:?}");
-    let logs = log_text();
-    assert!(
-        logs.lines()
-            .any(|l| l.contains("abandoned") && l.contains("task=wedged-in-order")),
-        "{logs}"
-    );
-    wait_for(&registry, "wedged-in-order", "cancelled", |s| {
-        s.state == TaskState::Cancelled
-    });
 }
 
 struct SetOnDrop(Arc<AtomicBool>);
