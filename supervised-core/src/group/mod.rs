@@ -495,11 +495,12 @@ impl Shared {
     fn start(self: &Arc<Self>, state: &mut State, index: usize) {
         let parent = state.parent.clone();
         let member = &mut state.members[index];
-        if !matches!(member.run, Run::Waiting(_)) {
-            return;
-        }
-        let Run::Waiting(task) = std::mem::replace(&mut member.run, Run::Moving) else {
-            unreachable!("just matched");
+        let task = match std::mem::replace(&mut member.run, Run::Moving) {
+            Run::Waiting(task) => task,
+            other => {
+                member.run = other;
+                return;
+            }
         };
         let (entry, supervisor) = (*task).member(
             member.token.clone(),
@@ -547,11 +548,7 @@ impl Shared {
         let dropped = std::mem::take(&mut *lock(&self.dropped));
         for (id, task) in dropped {
             if let Some(m) = state.members.by_id_mut(id) {
-                let ended = m
-                    .entry
-                    .as_ref()
-                    .is_none_or(|(_, entry)| entry.state().is_none_or(|state| state.is_final()));
-                if ended && matches!(&m.run, Run::Running(handle) if handle.id() == task) {
+                if task_ended(m) && matches!(&m.run, Run::Running(handle) if handle.id() == task) {
                     m.run = Run::ended(Exit::Cancelled, None);
                 }
             }
@@ -745,13 +742,18 @@ fn is_ended(run: &Run) -> bool {
     matches!(run, Run::Ended(..))
 }
 
+/// Whether the registry has recorded the end of member `m`'s task: its
+/// supervisor and its attempt have been dropped, or it never registered.
+fn task_ended(m: &Member) -> bool {
+    m.entry
+        .as_ref()
+        .is_none_or(|(_, entry)| entry.state().is_none_or(|state| state.is_final()))
+}
+
 /// The exit of a member whose supervisor was aborted at a shutdown's
 /// deadline.
 fn overdue_exit(m: &Member, grace: Duration) -> Exit {
-    let dropped = m.entry.as_ref().is_none_or(|(registry, entry)| {
-        registry.status_of(entry).is_none_or(|s| s.state.is_final())
-    });
-    if dropped {
+    if task_ended(m) {
         tracing::warn!(
             task = %m.name,
             grace = %Rounded(grace),

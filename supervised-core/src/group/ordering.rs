@@ -188,24 +188,16 @@ impl Shared {
         }
         self.changed.notify_waiters();
         // Members from this id on have ended; a member that ended in this
-        // run stays ended, so each search starts below the member stopped
-        // last: stopping n members is one pass over them, not n.
+        // run stays ended, and the group, cancelled, takes no new member, so
+        // each search starts below the member stopped last: stopping n
+        // members is one pass over them, not n.
         let mut ended_from = u64::MAX;
-        // The largest id at the last search.
-        let mut newest = None;
         loop {
             let next = {
                 let state = lock(&self.state);
                 if state.run != run {
                     return;
                 }
-                // A cancelled group takes no new member; should one have been
-                // added all the same, every member is looked at again.
-                let last = state.members.last().map(|m| m.id);
-                if newest.is_some() && last > newest {
-                    ended_from = u64::MAX;
-                }
-                newest = last;
                 let below = state.members.partition_point(|m| m.id < ended_from);
                 state.members[..below]
                     .iter()

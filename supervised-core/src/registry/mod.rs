@@ -315,11 +315,6 @@ impl Registry {
         self.inner.clock.now_wall()
     }
 
-    /// The status of one entry of this registry, read now.
-    pub(crate) fn status_of(&self, entry: &Entry) -> Option<TaskStatus> {
-        entry.status(&self.inner.clock, self.inner.clock.now_mono())
-    }
-
     /// [`TaskStatus::healthy`] of `entry` at `now`, a reading of
     /// [`Registry::now_mono`], without the rest of its status (no
     /// allocation); `None` for a heartbeat-only name.
