@@ -1,8 +1,10 @@
 //! `GET /admin/liveness`: the JSON detail of every task, written straight
-//! from the tasks' statuses into the response body. The field names are
-//! written as they are (none needs escaping), strings through `serde_json`
-//! (which escapes them), numbers with `serde_json`'s own formatting.
+//! from the tasks' statuses into the response body, each status made as it
+//! is written and dropped after. The field names are written as they are
+//! (none needs escaping), strings through `serde_json` (which escapes
+//! them), numbers with `serde_json`'s own formatting.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -18,7 +20,7 @@ use serde::Serialize;
 use super::respond::respond;
 use super::time::Rfc3339;
 use super::Shared;
-use crate::registry::{Failure, LastBeat, TaskState, TaskStatus};
+use crate::registry::{Failure, LastBeat, Statuses, TaskState, TaskStatus};
 
 pub(super) async fn admin_liveness(
     State(shared): State<Arc<Shared>>,
@@ -29,7 +31,7 @@ pub(super) async fn admin_liveness(
         Ok(details) => details,
         Err(reject) => return reject.into_response(),
     };
-    let tasks = shared.registry.tasks();
+    let tasks = shared.registry.statuses();
     // Names that only beat (`heartbeat(name)`), as the Go endpoint lists
     // them.
     let beats = shared.registry.unsupervised_beats();
@@ -52,19 +54,64 @@ pub(super) async fn admin_liveness(
 /// The size at which a chunk of the document is sent.
 const CHUNK: usize = 64 * 1024;
 
+/// The tasks a document lists, sorted by name.
+trait Tasks {
+    /// How many there are.
+    fn len(&self) -> usize;
+    /// The name of the `i`th.
+    fn name(&self, i: usize) -> &str;
+    /// The status of the `i`th; `None` leaves it out.
+    fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>>;
+}
+
+/// A registry's tasks, each status made when it is written.
+impl Tasks for Statuses {
+    fn len(&self) -> usize {
+        Statuses::len(self)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        Statuses::name(self, i)
+    }
+
+    fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>> {
+        Statuses::status(self, i).map(Cow::Owned)
+    }
+}
+
+/// Statuses made beforehand, as tests write them.
+#[cfg(test)]
+impl Tasks for Vec<TaskStatus> {
+    fn len(&self) -> usize {
+        <[TaskStatus]>::len(self)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self[i].name
+    }
+
+    fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>> {
+        Some(Cow::Borrowed(&self[i]))
+    }
+}
+
 /// The `/admin/liveness` document: the Go endpoint's `subsystems` map (with
 /// `last_tick_at` and `seconds_ago`), extended with the supervision data,
 /// then `healthy` and the names that are `stale`, `blocked` and `failed`.
 /// `tasks` and `beats` are each sorted by name; they were read at different
 /// instants, so a name in both (it moved between them) is listed once, as
 /// the task.
-struct Document {
-    tasks: Vec<TaskStatus>,
+struct Document<T> {
+    tasks: T,
     beats: Vec<(String, LastBeat)>,
     details: bool,
     /// The next task and the next heartbeat-only name to write.
     next_task: usize,
     next_beat: usize,
+    /// How many names are written.
+    written: usize,
+    /// Whether every task written is healthy.
+    healthy: bool,
     /// Indices into `tasks` of the stale, blocked and failed ones.
     stale: Vec<usize>,
     blocked: Vec<usize>,
@@ -73,14 +120,16 @@ struct Document {
     done: bool,
 }
 
-impl Document {
-    fn new(tasks: Vec<TaskStatus>, beats: Vec<(String, LastBeat)>, details: bool) -> Self {
+impl<T: Tasks> Document<T> {
+    fn new(tasks: T, beats: Vec<(String, LastBeat)>, details: bool) -> Self {
         Document {
             tasks,
             beats,
             details,
             next_task: 0,
             next_beat: 0,
+            written: 0,
+            healthy: true,
             stale: Vec::new(),
             blocked: Vec::new(),
             failed: Vec::new(),
@@ -101,8 +150,9 @@ impl Document {
         }
         while out.len() < limit {
             let (i, j) = (self.next_task, self.next_beat);
-            let task_first = match (self.tasks.get(i), self.beats.get(j)) {
-                (Some(t), Some((name, _))) => match t.name.as_str().cmp(name) {
+            let task = (i < self.tasks.len()).then(|| self.tasks.name(i));
+            let task_first = match (task, self.beats.get(j)) {
+                (Some(task), Some((name, _))) => match task.cmp(name) {
                     Ordering::Less => true,
                     Ordering::Greater => false,
                     Ordering::Equal => {
@@ -118,11 +168,11 @@ impl Document {
                     break;
                 }
             };
-            if i + j > 0 {
-                out.push(b',');
-            }
             if task_first {
-                let t = &self.tasks[i];
+                self.next_task += 1;
+                let Some(t) = self.tasks.status(i) else {
+                    continue;
+                };
                 if t.stale {
                     self.stale.push(i);
                 }
@@ -132,12 +182,14 @@ impl Document {
                 if t.state == TaskState::Failed {
                     self.failed.push(i);
                 }
-                write_task(out, t, self.details);
-                self.next_task += 1;
+                self.healthy &= t.healthy;
+                comma(out, &mut self.written);
+                write_task(out, &t, self.details);
             } else {
+                self.next_beat += 1;
+                comma(out, &mut self.written);
                 let (name, beat) = &self.beats[j];
                 write_beat(out, name, beat);
-                self.next_beat += 1;
             }
         }
         true
@@ -145,13 +197,10 @@ impl Document {
 
     fn write_end(&self, out: &mut Vec<u8>) {
         let names = |indices: &[usize]| -> Vec<&str> {
-            indices
-                .iter()
-                .map(|&i| self.tasks[i].name.as_str())
-                .collect()
+            indices.iter().map(|&i| self.tasks.name(i)).collect()
         };
         out.extend_from_slice(b"},\"healthy\":");
-        flag(out, self.tasks.iter().all(|t| t.healthy));
+        flag(out, self.healthy);
         out.extend_from_slice(b",\"stale\":");
         value(out, &names(&self.stale));
         out.extend_from_slice(b",\"blocked\":");
@@ -160,6 +209,14 @@ impl Document {
         value(out, &names(&self.failed));
         out.push(b'}');
     }
+}
+
+/// The comma before every name but the first; counts the names `written`.
+fn comma(out: &mut Vec<u8>, written: &mut usize) {
+    if *written > 0 {
+        out.push(b',');
+    }
+    *written += 1;
 }
 
 /// One task: `"name":{...}`.
@@ -359,7 +416,7 @@ mod tests {
 
     /// The document, written in chunks of at most a few bytes past 100:
     /// however it is cut, the chunks make the same text.
-    fn whole(mut doc: Document) -> String {
+    fn whole(mut doc: Document<Vec<TaskStatus>>) -> String {
         let mut out = Vec::new();
         let mut chunks = 0;
         loop {
