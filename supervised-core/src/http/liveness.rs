@@ -1,6 +1,6 @@
 //! `GET /admin/liveness`: the JSON detail of every task, written straight
-//! from the tasks' statuses into the response body, each status made as it
-//! is written and dropped after. The field names are written as they are
+//! from the tasks' statuses into the response body, each status made (and
+//! judged) as it is written and dropped after. The field names are written as they are
 //! (none needs escaping), strings through `serde_json` (which escapes
 //! them), numbers with `serde_json`'s own formatting.
 
@@ -60,7 +60,8 @@ trait Tasks {
     fn len(&self) -> usize;
     /// The name of the `i`th.
     fn name(&self, i: usize) -> &str;
-    /// The status of the `i`th; `None` leaves it out.
+    /// The status of the `i`th; `None` leaves it out (and a heartbeat-only
+    /// name it shares is then listed).
     fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>>;
 }
 
@@ -153,12 +154,8 @@ impl<T: Tasks> Document<T> {
             let task = (i < self.tasks.len()).then(|| self.tasks.name(i));
             let task_first = match (task, self.beats.get(j)) {
                 (Some(task), Some((name, _))) => match task.cmp(name) {
-                    Ordering::Less => true,
+                    Ordering::Less | Ordering::Equal => true,
                     Ordering::Greater => false,
-                    Ordering::Equal => {
-                        self.next_beat += 1;
-                        true
-                    }
                 },
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
@@ -173,6 +170,11 @@ impl<T: Tasks> Document<T> {
                 let Some(t) = self.tasks.status(i) else {
                     continue;
                 };
+                // A heartbeat-only name read as well: listed once, as the
+                // task.
+                if self.beats.get(j).is_some_and(|(name, _)| *name == t.name) {
+                    self.next_beat += 1;
+                }
                 if t.stale {
                     self.stale.push(i);
                 }

@@ -453,8 +453,8 @@ impl Registry {
     }
 
     /// The supervised tasks sorted by name, for a view that writes one
-    /// status at a time: each is made when asked for, judged at the instant
-    /// the list was taken.
+    /// status at a time: each is made when asked for, from what the task's
+    /// entry holds then and judged at that instant.
     #[cfg(feature = "http")]
     pub(crate) fn statuses(&self) -> Statuses {
         let clock = self.inner.clock.anchored();
@@ -462,7 +462,6 @@ impl Registry {
         Statuses {
             entries: self.handles(now, true),
             clock,
-            now,
         }
     }
 
@@ -489,10 +488,15 @@ impl Registry {
 /// holds every status at once: 344 bytes each, 34 MB for 100,000 tasks,
 /// which glibc's allocator maps afresh for every call (its threshold for
 /// reusing freed memory stops at 32 MB), so that each page faults in again.
+///
+/// Each status is judged at the instant it is made, on a clock read then:
+/// a view may make them long after the list was taken (a response body is
+/// written as fast as the client reads it), and judged at the earlier
+/// instant, a poll that began since, or a silence that passed its limit
+/// since, would count as no time at all.
 #[cfg(feature = "http")]
 pub(crate) struct Statuses {
     clock: Clock,
-    now: u64,
     entries: Vec<Arc<Entry>>,
 }
 
@@ -508,16 +512,15 @@ impl Statuses {
         self.entries[i].name.as_str()
     }
 
-    /// The status of the `i`th task, as [`Registry::tasks`] would list it.
+    /// The status of the `i`th task now, as [`Registry::tasks`] would list
+    /// it.
     pub(crate) fn status(&self, i: usize) -> Option<TaskStatus> {
-        self.entries[i].status(&self.clock, self.now)
+        self.entries[i].status(&self.clock, self.clock.now_mono())
     }
 
-    /// Every status in turn, as [`Registry::tasks`] would list them.
+    /// Every status in turn, each made and judged as it is taken.
     pub(crate) fn iter(&self) -> impl Iterator<Item = TaskStatus> + '_ {
-        self.entries
-            .iter()
-            .filter_map(|e| e.status(&self.clock, self.now))
+        (0..self.entries.len()).filter_map(|i| self.status(i))
     }
 }
 
@@ -733,6 +736,28 @@ mod tests {
             expected.sort();
             assert_eq!(sort_by_name(names, |n| n), expected);
         }
+    }
+
+    /// A status made after the list was taken is judged when it is made: a
+    /// task that went silent past its limit in between is stale, and its
+    /// silence counts to then.
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_listed_status_is_judged_when_it_is_made() {
+        let manual = ManualClock::new();
+        let registry = Registry::with_clock(manual.clone());
+        let settings = crate::Spec::new("a")
+            .stale_after(Duration::from_secs(10))
+            .settings();
+        registry.register("a", settings, false).expect("a new name");
+        let statuses = registry.statuses();
+        assert!(!statuses.status(0).expect("supervised").stale);
+        manual.advance(Duration::from_secs(11));
+        let status = statuses.status(0).expect("supervised");
+        assert!(status.stale, "silent for 11 s of 10");
+        assert!(!status.healthy);
+        let later: Vec<TaskStatus> = statuses.iter().collect();
+        assert!(later[0].stale);
     }
 
     /// The count that lets views skip their pass over heartbeat-only names
