@@ -1,6 +1,6 @@
 //! `GET /admin/liveness`: the JSON detail of every task, written straight
-//! from the tasks' statuses into the response body, each status made (and
-//! judged) as it is written and dropped after. The field names are written as they are
+//! from the tasks' statuses into the response body, each status made as it
+//! is written and dropped after, judged on a clock read for each chunk. The field names are written as they are
 //! (none needs escaping), strings through `serde_json` (which escapes
 //! them), numbers with `serde_json`'s own formatting.
 
@@ -63,6 +63,8 @@ trait Tasks {
     /// The status of the `i`th; `None` leaves it out (and a heartbeat-only
     /// name it shares is then listed).
     fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>>;
+    /// Reads the clock the next statuses are judged at.
+    fn refresh(&mut self) {}
 }
 
 /// A registry's tasks, each status made when it is written.
@@ -77,6 +79,10 @@ impl Tasks for Statuses {
 
     fn status(&self, i: usize) -> Option<Cow<'_, TaskStatus>> {
         Statuses::status(self, i).map(Cow::Owned)
+    }
+
+    fn refresh(&mut self) {
+        Statuses::refresh(self)
     }
 }
 
@@ -145,6 +151,9 @@ impl<T: Tasks> Document<T> {
         if self.done {
             return false;
         }
+        // The chunk's statuses are judged now: the client may have taken
+        // its time over the last one.
+        self.tasks.refresh();
         if !self.started {
             self.started = true;
             out.extend_from_slice(b"{\"subsystems\":{");
@@ -418,7 +427,7 @@ mod tests {
 
     /// The document, written in chunks of at most a few bytes past 100:
     /// however it is cut, the chunks make the same text.
-    fn whole(mut doc: Document<Vec<TaskStatus>>) -> String {
+    fn whole<T: Tasks>(mut doc: Document<T>) -> String {
         let mut out = Vec::new();
         let mut chunks = 0;
         loop {
@@ -431,6 +440,26 @@ mod tests {
         }
         assert!(chunks > 1);
         String::from_utf8(out).unwrap()
+    }
+
+    /// A registry's statuses, on the system clock, are judged when their
+    /// chunk is written, not when the request came: a poll that began
+    /// in between and blocks is reported blocked.
+    #[test]
+    fn a_poll_begun_after_the_request_is_reported_blocking() {
+        let registry = crate::Registry::new();
+        let settings = crate::Spec::new("a")
+            .blocking_after(Duration::ZERO)
+            .settings();
+        let entry = registry.register("a", settings, false).expect("a new name");
+        let doc = Document::new(registry.statuses(), Vec::new(), false);
+        entry.set_poll_started(crate::clock::Clock::System.now_mono());
+        let text = whole(doc);
+        assert!(text.contains("\"blocked\":true"), "{text}");
+        assert!(
+            text.ends_with("\"healthy\":false,\"stale\":[],\"blocked\":[\"a\"],\"failed\":[]}"),
+            "{text}"
+        );
     }
 
     /// The text written by hand, field by field, against the expected

@@ -554,6 +554,13 @@ impl Entry {
         now
     }
 
+    /// A poll in progress since `stamp`, for tests of what a status read
+    /// makes of it.
+    #[cfg(test)]
+    pub(crate) fn set_poll_started(&self, stamp: u64) {
+        self.poll_started.store(stamp, Ordering::Relaxed);
+    }
+
     /// Called after each poll of the attempt: one relaxed store and one
     /// relaxed load; a poll that a status read saw blocking is then logged
     /// and counted.

@@ -454,13 +454,14 @@ impl Registry {
 
     /// The supervised tasks sorted by name, for a view that writes one
     /// status at a time: each is made when asked for, from what the task's
-    /// entry holds then and judged at that instant.
+    /// entry holds then, and judged at the last [`Statuses::refresh`].
     #[cfg(feature = "http")]
     pub(crate) fn statuses(&self) -> Statuses {
         let clock = self.inner.clock.anchored();
         let now = clock.now_mono();
         Statuses {
             entries: self.handles(now, true),
+            base: self.inner.clock.clone(),
             clock,
         }
     }
@@ -489,13 +490,17 @@ impl Registry {
 /// which glibc's allocator maps afresh for every call (its threshold for
 /// reusing freed memory stops at 32 MB), so that each page faults in again.
 ///
-/// Each status is judged at the instant it is made, on a clock read then:
-/// a view may make them long after the list was taken (a response body is
-/// written as fast as the client reads it), and judged at the earlier
-/// instant, a poll that began since, or a silence that passed its limit
+/// A status is judged at the last [`Statuses::refresh`] (or the list's
+/// making), which a view that makes statuses long after the list was taken
+/// calls before each batch: a response body is written as fast as its
+/// client reads it, and judged at an instant older than what the entry
+/// holds, a poll that began since, or a silence that passed its limit
 /// since, would count as no time at all.
 #[cfg(feature = "http")]
 pub(crate) struct Statuses {
+    /// The registry's clock, read at each refresh.
+    base: Clock,
+    /// `base`, read at the last refresh.
     clock: Clock,
     entries: Vec<Arc<Entry>>,
 }
@@ -512,13 +517,18 @@ impl Statuses {
         self.entries[i].name.as_str()
     }
 
-    /// The status of the `i`th task now, as [`Registry::tasks`] would list
-    /// it.
+    /// Reads the clock that the next statuses are judged at.
+    pub(crate) fn refresh(&mut self) {
+        self.clock = self.base.anchored();
+    }
+
+    /// The status of the `i`th task, made from its entry now and judged at
+    /// the last refresh, as [`Registry::tasks`] would list it.
     pub(crate) fn status(&self, i: usize) -> Option<TaskStatus> {
         self.entries[i].status(&self.clock, self.clock.now_mono())
     }
 
-    /// Every status in turn, each made and judged as it is taken.
+    /// Every status in turn, for a view that takes them all at once.
     pub(crate) fn iter(&self) -> impl Iterator<Item = TaskStatus> + '_ {
         (0..self.entries.len()).filter_map(|i| self.status(i))
     }
@@ -738,21 +748,21 @@ mod tests {
         }
     }
 
-    /// A status made after the list was taken is judged when it is made: a
-    /// task that went silent past its limit in between is stale, and its
-    /// silence counts to then.
+    /// A status made after a refresh is judged then: a task that went
+    /// silent past its limit since the list was taken is stale.
     #[cfg(feature = "http")]
     #[test]
-    fn a_listed_status_is_judged_when_it_is_made() {
+    fn a_listed_status_is_judged_at_the_last_refresh() {
         let manual = ManualClock::new();
         let registry = Registry::with_clock(manual.clone());
         let settings = crate::Spec::new("a")
             .stale_after(Duration::from_secs(10))
             .settings();
         registry.register("a", settings, false).expect("a new name");
-        let statuses = registry.statuses();
+        let mut statuses = registry.statuses();
         assert!(!statuses.status(0).expect("supervised").stale);
         manual.advance(Duration::from_secs(11));
+        statuses.refresh();
         let status = statuses.status(0).expect("supervised");
         assert!(status.stale, "silent for 11 s of 10");
         assert!(!status.healthy);
