@@ -72,7 +72,7 @@ fn document(shared: &Shared, details: bool) -> Document {
     // The draft's `time` is when the reading was made: now, for every check.
     let observed = rfc3339(shared.registry.now_wall());
     // One status at a time: 100,000 of them at once take 34 MB.
-    for t in shared.registry.statuses().iter() {
+    for t in shared.registry.statuses().each() {
         let (level, reason) = match liveness(&t) {
             Err(reason) => (Level::Fail, Some(reason)),
             Ok(()) if t.awaits_first_beat() => (Level::Warn, Some("no heartbeat yet".to_owned())),

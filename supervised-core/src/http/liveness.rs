@@ -1,6 +1,7 @@
 //! `GET /admin/liveness`: the JSON detail of every task, written straight
-//! from the tasks' statuses into the response body, each status made as it
-//! is written and dropped after, judged on a clock read for each chunk. The field names are written as they are
+//! from the tasks' statuses into the response body, each status made as
+//! it is written and dropped after, judged on a clock read for each
+//! chunk. The field names are written as they are
 //! (none needs escaping), strings through `serde_json` (which escapes
 //! them), numbers with `serde_json`'s own formatting.
 
@@ -453,7 +454,13 @@ mod tests {
             .settings();
         let entry = registry.register("a", settings, false).expect("a new name");
         let doc = Document::new(registry.statuses(), Vec::new(), false);
-        entry.set_poll_started(crate::clock::Clock::System.now_mono());
+        let stamp = crate::clock::Clock::System.now_mono();
+        entry.set_poll_started(stamp);
+        // Until the clock has moved past the stamp, however coarse it is:
+        // the poll has then run for some time.
+        while crate::clock::Clock::System.now_mono() <= stamp {
+            std::hint::spin_loop();
+        }
         let text = whole(doc);
         assert!(text.contains("\"blocked\":true"), "{text}");
         assert!(

@@ -87,7 +87,7 @@ fn checks(shared: &Shared, probe: Probe) -> Vec<Check> {
     let mut checks: Vec<Check> = shared
         .registry
         .statuses()
-        .iter()
+        .each()
         .map(|t| Check {
             result: match probe {
                 Probe::Live => liveness(&t),

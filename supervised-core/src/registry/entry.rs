@@ -556,7 +556,7 @@ impl Entry {
 
     /// A poll in progress since `stamp`, for tests of what a status read
     /// makes of it.
-    #[cfg(test)]
+    #[cfg(all(test, feature = "http"))]
     pub(crate) fn set_poll_started(&self, stamp: u64) {
         self.poll_started.store(stamp, Ordering::Relaxed);
     }

@@ -114,7 +114,7 @@ impl Names {
     }
 
     /// How many heartbeat-only entries the map holds.
-    #[cfg(any(feature = "http", test))]
+    #[cfg(feature = "http")]
     pub(super) fn unsupervised(&self) -> usize {
         self.unsupervised.load(Ordering::Relaxed)
     }
