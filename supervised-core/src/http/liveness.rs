@@ -1,9 +1,9 @@
 //! `GET /admin/liveness`: the JSON detail of every task, written straight
-//! from the tasks' statuses into the response body, each status made as
-//! it is written and dropped after, judged on a clock read for each
-//! chunk. The field names are written as they are
-//! (none needs escaping), strings through `serde_json` (which escapes
-//! them), numbers with `serde_json`'s own formatting.
+//! from the tasks' statuses into the response body, each status made as it
+//! is written and dropped after, judged on a clock read for each chunk. The
+//! field names are written as they are (none needs escaping), strings
+//! through `serde_json` (which escapes them), numbers with `serde_json`'s
+//! own formatting.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
