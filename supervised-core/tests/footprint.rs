@@ -131,10 +131,10 @@ fn size_of_output<R>(_: fn(Context) -> R) -> usize {
 /// (requested sizes, without the allocator's own overhead), with rustc 1.95
 /// on x86_64: 1,075. They are the supervisor's task (512 bytes), the
 /// registry entry (232 with its `Arc`'s counts), the task's own
-/// cancellation token (112), the
-/// attempt's wrappers and its `Context` (here one more 128-byte unit of the
-/// attempt's task) and the name's slot in the registry's table. An attempt
-/// that starts no children allocates no scope for them.
+/// cancellation token (112), the attempt's wrappers and its `Context` (here
+/// one more 128-byte unit of the attempt's task) and the name's slot in the
+/// registry's table. An attempt that starts no children allocates no scope
+/// for them.
 const MAX_BYTES_PER_TASK: isize = 1_104;
 
 /// Net bytes held per task after starting `n` tasks with `start` (after as

@@ -439,7 +439,7 @@ impl Shared {
                                 at
                             }
                         };
-                        registry.is_healthy_entry_at(entry, at)
+                        entry.is_healthy(at)
                     })
                     .unwrap_or(false),
             })

@@ -644,7 +644,7 @@ impl Entry {
 
     /// [`TaskStatus::healthy`] of a supervised task at `now_mono`, without
     /// the rest of its status; `None` for a heartbeat-only name.
-    pub(super) fn is_healthy(&self, now_mono: u64) -> Option<bool> {
+    pub(crate) fn is_healthy(&self, now_mono: u64) -> Option<bool> {
         self.health(now_mono).map(|health| health.is_healthy())
     }
 

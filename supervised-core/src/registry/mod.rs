@@ -315,15 +315,8 @@ impl Registry {
         self.inner.clock.now_wall()
     }
 
-    /// [`TaskStatus::healthy`] of `entry` at `now`, a reading of
-    /// [`Registry::now_mono`], without the rest of its status (no
-    /// allocation); `None` for a heartbeat-only name.
-    pub(crate) fn is_healthy_entry_at(&self, entry: &Entry, now: u64) -> Option<bool> {
-        entry.is_healthy(now)
-    }
-
-    /// A reading of the registry's monotonic clock, for
-    /// [`Registry::is_healthy_entry_at`].
+    /// A reading of the registry's monotonic clock, for judging one of its
+    /// entries with `Entry::is_healthy`.
     pub(crate) fn now_mono(&self) -> u64 {
         self.inner.clock.now_mono()
     }
