@@ -16,6 +16,11 @@
 //! Each run is a child process of its own.
 //! `cargo bench --bench scale` prints a Markdown table. With `SCALE_VIEW`
 //! set, a child calls that one view 200 times instead (see `repeat_view`).
+//! A child of kind `supervised-context` (not in the table) runs the
+//! supervised tasks on the token their `Context` gives them, as a loop that
+//! waits on `Context::cancelled` does, which makes each task's own token:
+//! `BENCH_CHILD=1 target/release/deps/scale-<hash> supervised-context
+//! 100000 tenant` prints its spawn time and RSS.
 
 mod support;
 
@@ -50,6 +55,7 @@ fn child(kind: &str, n: usize, shape: &str) {
 
     let mut peer = task_supervisor::SupervisorBuilder::new();
     let mut peer_handle = None;
+    let on_context = kind == "supervised-context";
     // Members of one group, as `spawn_all!` and `Group::spawn` run them.
     let mut group = match kind {
         "ordered" => Group::with_token(token.clone()).ordered(),
@@ -98,6 +104,11 @@ fn child(kind: &str, n: usize, shape: &str) {
                         let token = token.clone();
                         async move {
                             started.fetch_add(1, Ordering::Relaxed);
+                            let token = if on_context {
+                                ctx.token().clone()
+                            } else {
+                                token
+                            };
                             user_loop(token, || ctx.heartbeat()).await
                         }
                     }));

@@ -23,8 +23,14 @@ use crate::registry::{lock, Entry, Failure};
 #[derive(Clone)]
 pub struct Context {
     entry: Arc<Entry>,
+    /// The attempt's token; with `started_on`, the token the task was
+    /// started on, whose child the task's own token is, made on demand.
     token: CancellationToken,
     attempt: u32,
+    /// `token` is the token the task was started on, not its own: the task's
+    /// own token is made in its entry on the first
+    /// [`Context::token`] or [`Context::cancelled`].
+    started_on: bool,
     /// The singleton's grant, 0 for other tasks.
     fencing: u64,
 }
@@ -40,6 +46,8 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
+    /// A `Context` whose token is the attempt's own (a group member's, a
+    /// singleton's attempt).
     pub(crate) fn new(
         entry: Arc<Entry>,
         token: CancellationToken,
@@ -50,7 +58,22 @@ impl Context {
             entry,
             token,
             attempt,
+            started_on: false,
             fencing: fencing.unwrap_or(0),
+        }
+    }
+
+    /// A `Context` for a task started on `started_on`, a token it does not
+    /// own: the task's own token, a child of it, is made when first asked
+    /// for, and kept in the task's entry for every attempt.
+    pub(crate) fn started_on(
+        entry: Arc<Entry>,
+        started_on: CancellationToken,
+        attempt: u32,
+    ) -> Self {
+        Context {
+            started_on: true,
+            ..Context::new(entry, started_on, attempt, None)
         }
     }
 
@@ -100,20 +123,41 @@ impl Context {
 
     /// Resolves when the task is asked to stop. An attempt that does not return
     /// within the task's grace period after that is dropped.
+    ///
+    /// Waits on [`Context::token`], which the first call makes.
     pub async fn cancelled(&self) {
-        self.token.cancelled().await
+        self.token().cancelled().await
     }
 
     /// `true` once the task has been asked to stop.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        // The task's own token can only have been cancelled once made.
+        self.current_token().is_cancelled()
     }
 
     /// This task's own cancellation token: a child of the token the task was
     /// started with. Cancelling it stops this task (as [`Exit::Cancelled`](crate::Exit::Cancelled)),
     /// not its siblings; cancelling the parent stops it too.
+    ///
+    /// The same token in every attempt. A task that never calls this (or
+    /// [`Context::cancelled`]) does not make one: it is 112 bytes on the
+    /// heap, a tenth of what a supervised task costs. Once made, it is kept
+    /// with the task's registry entry.
     pub fn token(&self) -> &CancellationToken {
-        &self.token
+        if self.started_on {
+            self.entry.own_token_or_make(&self.token)
+        } else {
+            &self.token
+        }
+    }
+
+    /// The token that stops this attempt now, without making one.
+    fn current_token(&self) -> &CancellationToken {
+        if self.started_on {
+            self.entry.task_token(&self.token)
+        } else {
+            &self.token
+        }
     }
 
     /// Runs `fut` for `key` inside this attempt: a panic in it (or an `Err`,
@@ -257,17 +301,23 @@ struct Cell {
     /// The attempt the cell is open for, 0 between attempts.
     attempt: u32,
     failure: Option<Box<Failure>>,
-    /// The supervisor waiting for `failure`: a waker, not a `Notify`, so that
-    /// its wait is one pointer in the supervisor's future.
+    /// The supervisor waiting for `failure` (or for the task's own token to
+    /// be made): a waker, not a `Notify`, so that its wait is one pointer in
+    /// the supervisor's future.
     waiter: Option<Waker>,
     scope: Option<Arc<Scope>>,
+    /// The task's last failure, of any attempt: kept across attempts, under
+    /// this cell's lock so that it takes no lock of its own in the entry.
+    last: Option<Box<Failure>>,
 }
 
 impl AttemptCell {
     /// Attempt `attempt` starts: no failure, no children yet.
     pub(crate) fn open(&self, attempt: u32) {
-        *lock(&self.inner) = Cell {
+        let mut cell = lock(&self.inner);
+        *cell = Cell {
             attempt,
+            last: cell.last.take(),
             ..Cell::default()
         };
     }
@@ -283,6 +333,7 @@ impl AttemptCell {
             let scope = cell.scope.clone();
             *cell = Cell {
                 scope: scope.clone(),
+                last: cell.last.take(),
                 ..Cell::default()
             };
             scope
@@ -314,6 +365,31 @@ impl AttemptCell {
         }
     }
 
+    /// The task's last failure, of any attempt.
+    pub(crate) fn last_failure(&self) -> Option<Failure> {
+        lock(&self.inner).last.as_deref().cloned()
+    }
+
+    /// Records the task's last failure.
+    pub(crate) fn set_last_failure(&self, failure: &Failure) {
+        lock(&self.inner).last = Some(Box::new(failure.clone()));
+    }
+
+    /// Wakes the supervisor waiting on this cell, if one is: the task's own
+    /// token was just made.
+    pub(crate) fn wake(&self) {
+        let waiter = lock(&self.inner).waiter.take();
+        if let Some(waiter) = waiter {
+            waiter.wake();
+        }
+    }
+
+    /// Registers `waker` as the supervisor's, to be woken by
+    /// [`AttemptCell::wake`] (and by a failure of the attempt).
+    pub(crate) fn register(&self, waker: &Waker) {
+        register(&mut lock(&self.inner), waker);
+    }
+
     /// Resolves with the first failure given to [`AttemptCell::fail`]. One
     /// waiter at a time: the supervisor.
     pub(crate) fn first_failure(&self) -> FirstFailure<'_> {
@@ -331,6 +407,14 @@ impl AttemptCell {
     }
 }
 
+/// Makes `waker` the cell's waiter.
+fn register(cell: &mut Cell, waker: &Waker) {
+    match &mut cell.waiter {
+        Some(waiter) => waiter.clone_from(waker),
+        slot => *slot = Some(waker.clone()),
+    }
+}
+
 /// The future of [`AttemptCell::first_failure`].
 pub(crate) struct FirstFailure<'a>(&'a AttemptCell);
 
@@ -342,10 +426,7 @@ impl Future for FirstFailure<'_> {
         match cell.failure.take() {
             Some(failure) => Poll::Ready(*failure),
             None => {
-                match &mut cell.waiter {
-                    Some(waiter) => waiter.clone_from(cx.waker()),
-                    slot => *slot = Some(cx.waker().clone()),
-                }
+                register(&mut cell, cx.waker());
                 Poll::Pending
             }
         }

@@ -129,13 +129,17 @@ fn size_of_output<R>(_: fn(Context) -> R) -> usize {
 
 /// The bytes a supervised task holds beyond the same future spawned bare
 /// (requested sizes, without the allocator's own overhead), with rustc 1.95
-/// on x86_64: 1,075. They are the supervisor's task (512 bytes), the
-/// registry entry (232 with its `Arc`'s counts), the task's own
-/// cancellation token (112), the attempt's wrappers and its `Context` (here
-/// one more 128-byte unit of the attempt's task) and the name's slot in the
-/// registry's table. An attempt that starts no children allocates no scope
-/// for them.
-const MAX_BYTES_PER_TASK: isize = 1_104;
+/// on x86_64: 949. They are the supervisor's task (512 bytes), the registry
+/// entry (232 with its `Arc`'s counts), the attempt's wrappers and its
+/// `Context` (here one more 128-byte unit of the attempt's task) and the
+/// name's slot in the registry's table. An attempt that starts no children
+/// allocates no scope for them, and a task that never asks its `Context`
+/// for its token (or waits on `Context::cancelled`) has none: it was 1,075
+/// bytes when every task made one.
+const MAX_BYTES_PER_TASK: isize = 976;
+
+/// A task that waits on `Context::cancelled` makes its own token: 112 bytes.
+const TOKEN_BYTES: isize = 112;
 
 /// Net bytes held per task after starting `n` tasks with `start` (after as
 /// many to warm up), on a current-thread runtime (so on this thread). Each
@@ -203,5 +207,43 @@ fn the_bytes_a_supervised_task_holds_beyond_its_future_are_bounded() {
     assert!(
         beyond <= MAX_BYTES_PER_TASK,
         "{beyond} bytes per task beyond the future ({supervised} supervised, {bare} bare)"
+    );
+}
+
+/// A task that waits on `Context::cancelled` holds its own token too, and
+/// nothing more.
+#[test]
+fn a_task_waiting_on_its_context_holds_its_token_beyond_that() {
+    let registry = supervised_core::Registry::new();
+    let names: Vec<String> = (0..2_000).map(|i| format!("tenant-wait-{i:08}")).collect();
+    let running = Arc::new(AtomicUsize::new(0));
+    let supervised = net_bytes_per_task(1_000, &running, |i, token| {
+        let spec = Spec::new(names[i].as_str()).registry(&registry);
+        let running = running.clone();
+        tokio::spawn(spec.run(token, move |ctx: Context| {
+            let running = running.clone();
+            async move {
+                running.fetch_add(1, Ordering::Relaxed);
+                ctx.cancelled().await;
+                ctx.heartbeat();
+            }
+        }));
+    });
+    let running = Arc::new(AtomicUsize::new(0));
+    let bare = net_bytes_per_task(1_000, &running, |_, token| {
+        let running = running.clone();
+        tokio::spawn(async move {
+            running.fetch_add(1, Ordering::Relaxed);
+            token.cancelled().await;
+        });
+    });
+    let beyond = supervised - bare;
+    assert!(
+        beyond <= MAX_BYTES_PER_TASK + TOKEN_BYTES,
+        "{beyond} bytes per task beyond the future ({supervised} supervised, {bare} bare)"
+    );
+    assert!(
+        beyond > MAX_BYTES_PER_TASK,
+        "{beyond} bytes: no token made for a task waiting on its Context"
     );
 }

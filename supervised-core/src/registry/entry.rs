@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use once_cell::race::OnceBox;
 use smol_str::SmolStr;
+use tokio_util::sync::CancellationToken;
 
 use super::status::{Failure, FailureCounts, FailureKind, LeaseStatus, TaskState, TaskStatus};
 use crate::clock::{decode_wall, Clock, HotClock};
@@ -48,8 +49,6 @@ pub(crate) struct LeaseSlot {
 #[repr(C)]
 pub(crate) struct Supervision {
     settings: Arc<Settings>,
-    /// Only for singleton tasks.
-    lease: Option<Box<LeaseSlot>>,
     /// Registry-clock stamp of the registration: staleness of a task that
     /// never beat counts from here.
     started_mono: u64,
@@ -60,17 +59,24 @@ pub(crate) struct Supervision {
     errors: AtomicU32,
     stalls: AtomicU32,
     blocked: AtomicU32,
-    /// Boxed: most tasks never fail, and an empty slot costs one word.
-    last_failure: Mutex<Option<Box<Failure>>>,
+    /// The task's own cancellation token, for a task started on a token it
+    /// does not own (not a group member, not a singleton): made by the
+    /// first [`Context::token`](crate::Context::token) or
+    /// [`Context::cancelled`](crate::Context::cancelled), as a child of that
+    /// token. A task that never asks for it does not pay for it (112 bytes).
+    own_token: OnceLock<CancellationToken>,
     /// What only some tasks use, made when one of them is first set: one
     /// word while it is not.
     extras: OnceBox<Extras>,
-    /// The running attempt's failure slot and children.
+    /// The running attempt's failure slot and children, and the task's
+    /// last failure.
     attempt_cell: AttemptCell,
 }
 
 /// What only some supervised tasks use, in one box: an empty slot costs
-/// every task two words, not six.
+/// every task one word, not seven. (An entry larger than 216 bytes costs
+/// about 125 bytes of RSS a task where glibc places it between tokio's
+/// 128-byte-aligned tasks: see BENCHMARKS.md.)
 #[derive(Debug, Default)]
 struct Extras {
     /// The group task this task is a member of.
@@ -82,6 +88,8 @@ struct Extras {
     /// again: most tasks with extras are group members, which need only
     /// the parent link.
     quarantine: OnceLock<Box<Quarantine>>,
+    /// Only for singleton tasks, set when the entry is made.
+    lease: Option<Box<LeaseSlot>>,
 }
 
 impl Supervision {
@@ -99,6 +107,10 @@ impl Supervision {
 
     fn quarantine(&self) -> Option<&Quarantine> {
         self.extras.get()?.quarantine.get().map(|q| &**q)
+    }
+
+    fn lease(&self) -> Option<&LeaseSlot> {
+        self.extras.get()?.lease.as_deref()
     }
 }
 
@@ -175,15 +187,19 @@ impl Entry {
             errors: AtomicU32::new(0),
             stalls: AtomicU32::new(0),
             blocked: AtomicU32::new(0),
-            last_failure: Mutex::new(None),
-            extras: OnceBox::new(),
+            own_token: OnceLock::new(),
+            extras: if singleton {
+                OnceBox::with_value(Box::new(Extras {
+                    lease: Some(Box::new(LeaseSlot {
+                        reason: Mutex::new(Some("waiting for the lease".to_owned())),
+                        ..LeaseSlot::default()
+                    })),
+                    ..Extras::default()
+                }))
+            } else {
+                OnceBox::new()
+            },
             attempt_cell: AttemptCell::default(),
-            lease: singleton.then(|| {
-                Box::new(LeaseSlot {
-                    reason: Mutex::new(Some("waiting for the lease".to_owned())),
-                    ..LeaseSlot::default()
-                })
-            }),
         });
         Entry {
             name: SmolStr::new(name),
@@ -265,7 +281,7 @@ impl Entry {
     /// Moves a singleton task to [`TaskState::Standby`] for `reason`;
     /// `true` when the reason changed.
     pub(crate) fn stand_by(&self, reason: String) -> bool {
-        let Some(slot) = self.sup().lease.as_deref() else {
+        let Some(slot) = self.sup().lease() else {
             return false;
         };
         slot.leader.store(false, Ordering::Relaxed);
@@ -282,7 +298,7 @@ impl Entry {
 
     /// The singleton task holds grant `fencing_token` from now on.
     pub(crate) fn lease_acquired(&self, fencing_token: u64) {
-        if let Some(slot) = self.sup().lease.as_deref() {
+        if let Some(slot) = self.sup().lease() {
             *lock(&slot.reason) = None;
             slot.fencing.store(fencing_token, Ordering::Relaxed);
             slot.resumed_mono
@@ -293,7 +309,7 @@ impl Entry {
 
     /// The singleton task no longer holds its lease.
     pub(crate) fn lease_released(&self) {
-        if let Some(slot) = self.sup().lease.as_deref() {
+        if let Some(slot) = self.sup().lease() {
             slot.leader.store(false, Ordering::Relaxed);
         }
     }
@@ -395,7 +411,7 @@ impl Entry {
         if beat != 0 && Duration::from_nanos(now_mono.saturating_sub(beat)) <= threshold {
             return false;
         }
-        let slot = self.supervision.as_ref().and_then(|s| s.lease.as_deref());
+        let slot = self.supervision.as_ref().and_then(Supervision::lease);
         if slot.is_some() && self.state() == Some(TaskState::Standby) {
             return false;
         }
@@ -411,7 +427,7 @@ impl Entry {
     fn resumed_mono(&self) -> u64 {
         self.supervision
             .as_ref()
-            .and_then(|s| s.lease.as_deref())
+            .and_then(Supervision::lease)
             .map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed))
     }
 
@@ -511,6 +527,41 @@ impl Entry {
         &self.sup().attempt_cell
     }
 
+    /// The task's own cancellation token, once made (see
+    /// [`Entry::own_token_or_make`]).
+    pub(crate) fn own_token(&self) -> Option<&CancellationToken> {
+        self.supervision.as_ref()?.own_token.get()
+    }
+
+    /// The task's own cancellation token, made on the first call as a child
+    /// of `parent`, the token the task was started on. The supervisor, which
+    /// waits on `parent` until then, is woken to wait on the new token
+    /// instead: cancelling it stops the task.
+    pub(crate) fn own_token_or_make(&self, parent: &CancellationToken) -> &CancellationToken {
+        let sup = self.sup();
+        if let Some(token) = sup.own_token.get() {
+            return token;
+        }
+        let mut made = false;
+        let token = sup.own_token.get_or_init(|| {
+            made = true;
+            parent.child_token()
+        });
+        if made {
+            sup.attempt_cell.wake();
+        }
+        token
+    }
+
+    /// The token whose cancellation stops the task: its own once made,
+    /// otherwise `started_on`, the token it was started on.
+    pub(crate) fn task_token<'a>(
+        &'a self,
+        started_on: &'a CancellationToken,
+    ) -> &'a CancellationToken {
+        self.own_token().unwrap_or(started_on)
+    }
+
     /// The current (or last) attempt, 0 before the first.
     pub(crate) fn attempt(&self) -> u32 {
         self.supervision
@@ -520,8 +571,7 @@ impl Entry {
 
     /// The last failure recorded.
     pub(crate) fn last_failure(&self) -> Option<Failure> {
-        let sup = self.supervision.as_ref()?;
-        lock(&sup.last_failure).as_deref().cloned()
+        self.supervision.as_ref()?.attempt_cell.last_failure()
     }
 
     pub(crate) fn restarts(&self) -> u64 {
@@ -542,7 +592,7 @@ impl Entry {
             FailureKind::NameTaken | FailureKind::InvalidName | FailureKind::NoLease => return,
         };
         bump(counter);
-        *lock(&sup.last_failure) = Some(Box::new(failure.clone()));
+        sup.attempt_cell.set_last_failure(failure);
     }
 
     /// Called before each poll of the attempt: one coarse clock read and one
@@ -675,7 +725,7 @@ impl Entry {
                 stalls: sup.stalls.load(Ordering::Relaxed).into(),
                 blocked: sup.blocked.load(Ordering::Relaxed).into(),
             },
-            last_failure: lock(&sup.last_failure).as_deref().cloned(),
+            last_failure: sup.attempt_cell.last_failure(),
             parent: self.parent_path(),
             quarantined: sup.quarantine().map(|q| q.list()).unwrap_or_default(),
             isolated: sup
@@ -685,7 +735,7 @@ impl Entry {
                     errors: q.errors.load(Ordering::Relaxed),
                     evicted: q.evicted.load(Ordering::Relaxed),
                 }),
-            lease: sup.lease.as_deref().map(|slot| LeaseStatus {
+            lease: sup.lease().map(|slot| LeaseStatus {
                 leader: slot.leader.load(Ordering::Relaxed),
                 fencing_token: match slot.fencing.load(Ordering::Relaxed) {
                     0 => None,

@@ -15,7 +15,7 @@ use super::decide::{decide, finish, record, Ending, Streak};
 use super::singleton;
 use super::stall::{watchdog, Stall};
 use super::{Exit, GaveUp, IntoOutcome, Spec, TaskOutput};
-use crate::context::{Context, FirstFailure};
+use crate::context::Context;
 use crate::events::{EventKind, RestartCause};
 use crate::format::Rounded;
 use crate::panic::{catch_call, ensure_panic_hook, CatchPanic};
@@ -259,11 +259,15 @@ where
         let entry = guard.entry.clone();
         // The task's own token: cancelling it stops this task, not its
         // siblings. A group member's token is its own already: the group
-        // makes one for each member, and cancels it to stop that member.
-        let token = if control.is_some() {
-            token.clone()
-        } else {
+        // makes one for each member, and cancels it to stop that member. A
+        // singleton's attempts take children of one made now. Any other
+        // task makes its own when its `Context` is first asked for it (see
+        // `Entry::own_token_or_make`), and until then is stopped by the
+        // token it was started on alone.
+        let token = if control.is_none() && spec.policy.lease.is_some() {
             token.child_token()
+        } else {
+            token.clone()
         };
         // On the heap, and only for tasks that have a watchdog.
         let stall = spec
@@ -352,7 +356,7 @@ where
         // limit counts.
         let mut requested = false;
         loop {
-            if token.is_cancelled() {
+            if entry.task_token(token).is_cancelled() {
                 return finish(&entry, Exit::Cancelled);
             }
             // A singleton first waits for its lease, as a standby.
@@ -384,8 +388,13 @@ where
                 None if guard.grant.is_some() => token.child_token(),
                 None => token.clone(),
             };
-            let fencing = guard.grant.as_ref().map(|grant| grant.held.fencing_token);
-            let ctx = Context::new(entry.clone(), attempt_token.clone(), attempt, fencing);
+            let ctx = match (control, &guard.grant) {
+                (None, None) => Context::started_on(entry.clone(), attempt_token.clone(), attempt),
+                (_, grant) => {
+                    let fencing = grant.as_ref().map(|grant| grant.held.fencing_token);
+                    Context::new(entry.clone(), attempt_token.clone(), attempt, fencing)
+                }
+            };
             let ending = 'attempt: {
                 // Matched before any wait, and moved out in both arms: the
                 // spawn's result is not kept in this future meanwhile.
@@ -450,7 +459,7 @@ where
                 control.end_attempt();
                 control.take_request()
             });
-            if lost && !token.is_cancelled() {
+            if lost && !entry.task_token(token).is_cancelled() {
                 // Not the task's failure: back to standby. The next start is
                 // not one the restart limit counts.
                 requested = true;
@@ -461,13 +470,15 @@ where
             // request that came meanwhile can only put its restart later.
             let stopped_by_request = matches!(ending, Ending::Cancelled(_));
             let deadline = match request {
-                Some(request) if stopped_by_request && !token.is_cancelled() => {
+                Some(request) if stopped_by_request && !entry.task_token(token).is_cancelled() => {
                     requested = true;
                     restarting(spec, &registry, &entry, attempt, request)
                 }
                 request => {
                     requested = false;
                     // The attempt cancelled its own token: the task stops.
+                    // (A task without a token of its own has `token` here:
+                    // cancelling it again changes nothing.)
                     if attempt_token.is_cancelled() && request.is_none() {
                         token.cancel();
                     }
@@ -478,7 +489,7 @@ where
                         .flatten();
                     let delay = match decide(
                         spec,
-                        token.is_cancelled(),
+                        entry.task_token(token).is_cancelled(),
                         &entry,
                         ending,
                         started,
@@ -512,7 +523,7 @@ where
                     Waited::Elapsed { requested: false } => {}
                 }
             }
-            if token.is_cancelled() {
+            if entry.task_token(token).is_cancelled() {
                 return finish(&entry, Exit::Cancelled);
             }
         }
@@ -548,7 +559,7 @@ async fn back_off(
         };
         tokio::select! {
             biased;
-            _ = token.cancelled() => return Waited::Cancelled,
+            _ = task_cancelled(entry, token) => return Waited::Cancelled,
             _ = tokio::time::sleep_until(deadline) => break,
             _ = woken => {
                 if let Some(request) = control.and_then(Control::take_request) {
@@ -728,12 +739,68 @@ fn first_of<'a>(
     running: &'a mut Option<AttemptHandle>,
     attempt: u32,
 ) -> FirstOf<'a> {
+    let own = entry.own_token();
     FirstOf {
         handle: running.as_mut().expect("attempt was just spawned"),
-        failure: entry.attempt_cell().first_failure(),
-        cancelled: token.cancelled(),
+        entry,
+        cancelled: own.unwrap_or(token).cancelled(),
         attempt,
+        own: own.is_some(),
     }
+}
+
+/// Resolves when the task is cancelled: when `started_on`, the token it
+/// was started on, is cancelled, or its own token once its `Context` made
+/// one (a child of `started_on`, which it then waits on instead).
+fn task_cancelled<'a>(entry: &'a Entry, started_on: &'a CancellationToken) -> TaskCancelled<'a> {
+    let own = entry.own_token();
+    TaskCancelled {
+        entry,
+        waiting: own.unwrap_or(started_on).cancelled(),
+        own: own.is_some(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`task_cancelled`].
+    struct TaskCancelled<'a> {
+        entry: &'a Entry,
+        #[pin]
+        waiting: WaitForCancellationFuture<'a>,
+        // Waiting on the task's own token.
+        own: bool,
+    }
+}
+
+impl Future for TaskCancelled<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.project();
+        poll_cancelled(this.entry, this.waiting, this.own, cx)
+    }
+}
+
+/// Polls `waiting`, a wait on the token a task was started on (`own` false)
+/// or on its own token: switched to the task's own token once its `Context`
+/// has made one.
+fn poll_cancelled<'a>(
+    entry: &'a Entry,
+    mut waiting: Pin<&mut WaitForCancellationFuture<'a>>,
+    own: &mut bool,
+    cx: &mut TaskContext<'_>,
+) -> Poll<()> {
+    if !*own {
+        // Registered before the check: a token made after the check wakes
+        // this waker (`Entry::own_token_or_make`), and one made before it
+        // is seen by it (the cell's lock orders the two).
+        entry.attempt_cell().register(cx.waker());
+        if let Some(token) = entry.own_token() {
+            waiting.set(token.cancelled());
+            *own = true;
+        }
+    }
+    waiting.poll(cx)
 }
 
 /// How the attempt ended, or `None` when it was cancelled and is still
@@ -795,10 +862,12 @@ pin_project_lite::pin_project! {
     /// larger.
     struct FirstOf<'a> {
         handle: &'a mut AttemptHandle,
-        failure: FirstFailure<'a>,
+        entry: &'a Entry,
         #[pin]
         cancelled: WaitForCancellationFuture<'a>,
         attempt: u32,
+        // `cancelled` waits on the task's own token (see `poll_cancelled`).
+        own: bool,
     }
 }
 
@@ -810,10 +879,11 @@ impl Future for FirstOf<'_> {
         if let Poll::Ready(joined) = Pin::new(&mut **this.handle).poll(cx) {
             return Poll::Ready(Woke::Joined(from_join(joined, *this.attempt)));
         }
-        if let Poll::Ready(failure) = Pin::new(this.failure).poll(cx) {
+        let mut failure = this.entry.attempt_cell().first_failure();
+        if let Poll::Ready(failure) = Pin::new(&mut failure).poll(cx) {
             return Poll::Ready(Woke::Failed(Box::new(failure)));
         }
-        if this.cancelled.poll(cx).is_ready() {
+        if poll_cancelled(this.entry, this.cancelled, this.own, cx).is_ready() {
             return Poll::Ready(Woke::Cancelled);
         }
         Poll::Pending
