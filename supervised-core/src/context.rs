@@ -139,10 +139,14 @@ impl Context {
     /// started with. Cancelling it stops this task (as [`Exit::Cancelled`](crate::Exit::Cancelled)),
     /// not its siblings; cancelling the parent stops it too.
     ///
-    /// The same token in every attempt. A task that never calls this (or
-    /// [`Context::cancelled`]) does not make one: it is 112 bytes on the
-    /// heap, a tenth of what a supervised task costs. Once made, it is kept
-    /// with the task's registry entry.
+    /// A task started on a token it shares (not a group member, not a
+    /// [singleton](crate::Spec::singleton)) makes its token on the first
+    /// call of this (or of [`Context::cancelled`]), and every later attempt
+    /// gets the same one: a task that never asks does not pay for it (112
+    /// bytes on the heap, a tenth of what a supervised task costs). Once
+    /// made, it is kept with the task's registry entry. A group member's
+    /// and a singleton's attempts each get a token of their own, made with
+    /// the attempt.
     pub fn token(&self) -> &CancellationToken {
         if self.started_on {
             self.entry.own_token_or_make(&self.token)
@@ -277,9 +281,11 @@ impl Context {
 
 /// What an attempt's `Context`s share with its supervisor, kept in the
 /// task's registry entry: the first failure of its children (or the stall
-/// watchdog's verdict), the supervisor's waker for it, and the scope of its
+/// watchdog's verdict), the supervisor's waker for it (and for the making
+/// of the task's own token, see [`Context::token`]), and the scope of its
 /// children, made on the first [`Context::spawn`]. A task that starts no
-/// children allocates nothing for them.
+/// children allocates nothing for them. It also keeps the task's last
+/// failure, of any attempt, under the same lock.
 #[derive(Default)]
 pub(crate) struct AttemptCell {
     inner: Mutex<Cell>,
@@ -382,6 +388,11 @@ impl AttemptCell {
         if let Some(waiter) = waiter {
             waiter.wake();
         }
+    }
+
+    /// Forgets the supervisor's waker: the task has ended.
+    pub(crate) fn forget_waiter(&self) {
+        lock(&self.inner).waiter = None;
     }
 
     /// Registers `waker` as the supervisor's, to be woken by

@@ -165,3 +165,64 @@ async fn a_token_made_after_the_shared_one_was_cancelled_is_cancelled() {
         .await;
     assert_eq!(exit, Exit::Cancelled);
 }
+
+/// The token an attempt made is the one every later attempt gets:
+/// cancelling it after a restart stops the task.
+#[tokio::test(start_paused = true)]
+async fn every_attempt_gets_the_token_the_first_one_made() {
+    let registry = Registry::new();
+    let spec = Spec::new("same-token").registry(&registry);
+    let first: Arc<Mutex<Option<CancellationToken>>> = Arc::default();
+    let f = first.clone();
+    let run = tokio::spawn(spec.run(CancellationToken::new(), move |ctx: Context| {
+        let f = f.clone();
+        async move {
+            if ctx.attempt() == 1 {
+                *f.lock().unwrap() = Some(ctx.token().clone());
+                return Err("once");
+            }
+            ctx.heartbeat();
+            ctx.cancelled().await;
+            Ok(())
+        }
+    }));
+    tokio::time::sleep(secs(5)).await;
+    let status = registry.status("same-token").unwrap();
+    assert_eq!((status.attempt, status.state), (2, TaskState::Running));
+    let token = first.lock().unwrap().take().expect("the first attempt ran");
+    token.cancel();
+    assert_eq!(run.await.unwrap(), Exit::Cancelled);
+}
+
+/// On two worker threads, many attempts make their task's token and cancel
+/// it while their supervisors wait, on whichever thread: every task stops.
+/// A wake-up lost between the supervisor's check and the token's making
+/// would leave a task running, and this test waiting for its time limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_made_on_other_threads_stop_every_task() {
+    let registry = Registry::new();
+    let shared = CancellationToken::new();
+    let runs: Vec<_> = (0..2_000)
+        .map(|i| {
+            let spec = Spec::new(format!("racer-{i}"))
+                .registry(&registry)
+                .grace(Duration::ZERO);
+            tokio::spawn(spec.run(shared.clone(), move |ctx: Context| async move {
+                for _ in 0..i % 3 {
+                    tokio::task::yield_now().await;
+                }
+                ctx.token().cancel();
+                std::future::pending::<()>().await;
+            }))
+        })
+        .collect();
+    let all = async {
+        for run in runs {
+            assert_eq!(run.await.unwrap(), Exit::Cancelled);
+        }
+    };
+    tokio::time::timeout(secs(120), all)
+        .await
+        .expect("a task whose token was cancelled kept running");
+    assert!(!shared.is_cancelled());
+}

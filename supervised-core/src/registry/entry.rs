@@ -74,7 +74,7 @@ pub(crate) struct Supervision {
 }
 
 /// What only some supervised tasks use, in one box: an empty slot costs
-/// every task one word, not seven. (An entry larger than 216 bytes costs
+/// every task one word, not ten. (An entry larger than 216 bytes costs
 /// about 125 bytes of RSS a task where glibc places it between tokio's
 /// 128-byte-aligned tasks: see BENCHMARKS.md.)
 #[derive(Debug, Default)]
@@ -479,6 +479,10 @@ impl Entry {
     pub(crate) fn finish(&self, state: TaskState) {
         debug_assert!(self.supervision.is_some(), "a heartbeat-only name");
         self.live_attempt.store(0, Ordering::Relaxed);
+        // A supervisor that waited for the task's own token (in a backoff)
+        // leaves its waker in the cell: it would keep the supervisor's task
+        // allocated for as long as the entry is kept.
+        self.sup().attempt_cell.forget_waiter();
         let mut current = self.state.load(Ordering::Acquire);
         while !TaskState::from_u8(current).is_final() {
             match self.state.compare_exchange(
@@ -809,7 +813,8 @@ mod tests {
     /// Every supervised task and every heartbeat-only name holds one entry
     /// for its life. With the `Arc`'s two counts, 216 bytes make a 232-byte
     /// allocation, which glibc serves from a 240-byte block; 8 bytes more
-    /// would take a 256-byte one.
+    /// would take a 256-byte one, which cost about 125 bytes of RSS a task
+    /// at 100,000 tasks (BENCHMARKS.md, "A task's own token on demand").
     #[test]
     fn an_entry_fits_a_240_byte_block() {
         assert!(
@@ -817,6 +822,54 @@ mod tests {
             "{} bytes",
             std::mem::size_of::<Entry>()
         );
+    }
+
+    /// A `Context` of a task started on a shared token makes the task's own
+    /// token only when asked for it (`token`, `cancelled`): not for a
+    /// heartbeat, `is_cancelled` or its `Debug`. Every attempt then gets the
+    /// same one, a child of the shared token.
+    #[test]
+    fn a_context_makes_the_tasks_token_only_when_asked() {
+        use crate::Context;
+        use std::future::Future;
+        let (_, _, entry) = on_manual_clock(false);
+        let entry = Arc::new(entry);
+        let shared = CancellationToken::new();
+        let first = Context::started_on(entry.clone(), shared.clone(), 1);
+        first.heartbeat();
+        assert!(!first.is_cancelled());
+        let _ = format!("{first:?}");
+        assert!(entry.own_token().is_none());
+
+        let mut waiting = std::pin::pin!(first.cancelled());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        let own = entry.own_token().expect("made by the wait").clone();
+
+        let second = Context::started_on(entry.clone(), shared.clone(), 2);
+        second.token().cancel();
+        assert!(own.is_cancelled());
+        assert!(first.is_cancelled());
+        assert!(waiting.as_mut().poll(&mut cx).is_ready());
+        assert!(
+            !shared.is_cancelled(),
+            "the task's token is not the shared one"
+        );
+    }
+
+    /// A group member's or a singleton's `Context` has its attempt's own
+    /// token, and makes none in the entry.
+    #[test]
+    fn a_context_with_its_own_token_makes_none() {
+        use crate::Context;
+        let (_, _, entry) = on_manual_clock(true);
+        let entry = Arc::new(entry);
+        let attempt = CancellationToken::new();
+        let ctx = Context::new(entry.clone(), attempt.clone(), 1, Some(7));
+        ctx.token().cancel();
+        assert!(attempt.is_cancelled());
+        assert!(ctx.is_cancelled());
+        assert!(entry.own_token().is_none());
     }
 
     /// The health alone (what a group's `is_healthy` reads) says what the

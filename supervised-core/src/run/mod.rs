@@ -588,8 +588,9 @@ impl Spec {
     /// Supervises `f`: runs `f(ctx)`, and after each ending applies the policy,
     /// until the task completes, is cancelled or gives up.
     ///
-    /// The task watches a child of `token` ([`Context::token`]): cancelling
-    /// `token` stops it, and the task cancelling its own token stops only it.
+    /// The task's own token ([`Context::token`]) is a child of `token`:
+    /// cancelling `token` stops the task, and the task cancelling its own
+    /// token stops only it.
     /// A panic in `f` itself (not only in the future it returns) is a failure
     /// of that attempt. Two attempts never overlap: the next one, `f`'s call
     /// included, starts only after the previous attempt's future and its

@@ -418,7 +418,10 @@ where
                     // `watch_attempt`, written out: its arguments are
                     // then not kept a second time in this future.
                     None => {
-                        let woke = first_of(&entry, &attempt_token, running, attempt).await;
+                        // Only a task that is not a group member can make
+                        // its own token meanwhile (a singleton has a grant).
+                        let own = control.is_none();
+                        let woke = first_of(&entry, &attempt_token, running, attempt, own).await;
                         match ended(woke, running) {
                             Some(ending) => ending,
                             None => {
@@ -477,8 +480,10 @@ where
                 request => {
                     requested = false;
                     // The attempt cancelled its own token: the task stops.
-                    // (A task without a token of its own has `token` here:
-                    // cancelling it again changes nothing.)
+                    // (A task that is neither a group member nor a singleton
+                    // has the token it was started on here, already
+                    // cancelled: cancelling it again changes nothing. Its
+                    // own token is seen through `Entry::task_token`.)
                     if attempt_token.is_cancelled() && request.is_none() {
                         token.cancel();
                     }
@@ -550,6 +555,8 @@ async fn back_off(
     mut deadline: Instant,
 ) -> Waited {
     let mut requested = false;
+    // A group member's token and a singleton's are made with the task.
+    let own_on_demand = control.is_none() && spec.policy.lease.is_none();
     while deadline > Instant::now() {
         let woken = async {
             match control {
@@ -559,7 +566,7 @@ async fn back_off(
         };
         tokio::select! {
             biased;
-            _ = task_cancelled(entry, token) => return Waited::Cancelled,
+            _ = task_cancelled(entry, token, own_on_demand) => return Waited::Cancelled,
             _ = tokio::time::sleep_until(deadline) => break,
             _ = woken => {
                 if let Some(request) = control.and_then(Control::take_request) {
@@ -724,7 +731,8 @@ async fn watch_attempt(
     attempt: u32,
     grace: std::time::Duration,
 ) -> Ending {
-    let woke = first_of(entry, token, running, attempt).await;
+    // A singleton's token is made with its attempt.
+    let woke = first_of(entry, token, running, attempt, false).await;
     match ended(woke, running) {
         Some(ending) => ending,
         None => Box::pin(after_cancel(spec, running, attempt, grace)).await,
@@ -732,12 +740,14 @@ async fn watch_attempt(
 }
 
 /// The first of the running attempt's end, its first failure and
-/// cancellation.
+/// cancellation. With `own_on_demand`, the task may make its own token
+/// meanwhile (see [`task_cancelled`]).
 fn first_of<'a>(
     entry: &'a Entry,
     token: &'a CancellationToken,
     running: &'a mut Option<AttemptHandle>,
     attempt: u32,
+    own_on_demand: bool,
 ) -> FirstOf<'a> {
     let own = entry.own_token();
     FirstOf {
@@ -745,19 +755,24 @@ fn first_of<'a>(
         entry,
         cancelled: own.unwrap_or(token).cancelled(),
         attempt,
-        own: own.is_some(),
+        own: own.is_some() || !own_on_demand,
     }
 }
 
 /// Resolves when the task is cancelled: when `started_on`, the token it
-/// was started on, is cancelled, or its own token once its `Context` made
-/// one (a child of `started_on`, which it then waits on instead).
-fn task_cancelled<'a>(entry: &'a Entry, started_on: &'a CancellationToken) -> TaskCancelled<'a> {
+/// was started on, is cancelled, or, with `own_on_demand` (a task that
+/// makes its own token when its `Context` is asked for it), its own token
+/// once made (a child of `started_on`, which it then waits on instead).
+fn task_cancelled<'a>(
+    entry: &'a Entry,
+    started_on: &'a CancellationToken,
+    own_on_demand: bool,
+) -> TaskCancelled<'a> {
     let own = entry.own_token();
     TaskCancelled {
         entry,
         waiting: own.unwrap_or(started_on).cancelled(),
-        own: own.is_some(),
+        own: own.is_some() || !own_on_demand,
     }
 }
 
@@ -767,7 +782,8 @@ pin_project_lite::pin_project! {
         entry: &'a Entry,
         #[pin]
         waiting: WaitForCancellationFuture<'a>,
-        // Waiting on the task's own token.
+        // Waiting on the task's own token, or on one that can have no
+        // own token made beside it.
         own: bool,
     }
 }
@@ -866,7 +882,7 @@ pin_project_lite::pin_project! {
         #[pin]
         cancelled: WaitForCancellationFuture<'a>,
         attempt: u32,
-        // `cancelled` waits on the task's own token (see `poll_cancelled`).
+        // As in `TaskCancelled`.
         own: bool,
     }
 }
