@@ -159,6 +159,10 @@ pub(crate) struct Entry {
     state: AtomicU8,
     /// Set by the stall watchdog, which runs on tokio's timer.
     stale: AtomicBool,
+    /// A singleton task's: its lease slot is in the supervision's extras.
+    /// Here, in what was padding, so that a health check of any other task
+    /// does not read the extras to learn that it has none.
+    singleton: bool,
     pub(super) supervision: Option<Supervision>,
     named_wall: AtomicI64,
     /// Changes on every beat; sampled by the stall watchdog on tokio's timer.
@@ -173,6 +177,7 @@ impl Entry {
     /// `settings` and whether the task is a singleton for a supervised
     /// task, `None` for a heartbeat-only name.
     pub(super) fn new(name: &str, clock: &Clock, settings: Option<(Arc<Settings>, bool)>) -> Self {
+        let singleton = matches!(settings, Some((_, true)));
         // A singleton runs nothing before it has its lease.
         let state = match &settings {
             Some((_, true)) => TaskState::Standby,
@@ -215,6 +220,7 @@ impl Entry {
             removed: AtomicBool::new(false),
             state: AtomicU8::new(state.to_u8()),
             stale: AtomicBool::new(false),
+            singleton,
             supervision,
         }
     }
@@ -281,7 +287,7 @@ impl Entry {
     /// Moves a singleton task to [`TaskState::Standby`] for `reason`;
     /// `true` when the reason changed.
     pub(crate) fn stand_by(&self, reason: String) -> bool {
-        let Some(slot) = self.sup().lease() else {
+        let Some(slot) = self.lease() else {
             return false;
         };
         slot.leader.store(false, Ordering::Relaxed);
@@ -298,7 +304,7 @@ impl Entry {
 
     /// The singleton task holds grant `fencing_token` from now on.
     pub(crate) fn lease_acquired(&self, fencing_token: u64) {
-        if let Some(slot) = self.sup().lease() {
+        if let Some(slot) = self.lease() {
             *lock(&slot.reason) = None;
             slot.fencing.store(fencing_token, Ordering::Relaxed);
             slot.resumed_mono
@@ -309,7 +315,7 @@ impl Entry {
 
     /// The singleton task no longer holds its lease.
     pub(crate) fn lease_released(&self) {
-        if let Some(slot) = self.sup().lease() {
+        if let Some(slot) = self.lease() {
             slot.leader.store(false, Ordering::Relaxed);
         }
     }
@@ -411,7 +417,7 @@ impl Entry {
         if beat != 0 && Duration::from_nanos(now_mono.saturating_sub(beat)) <= threshold {
             return false;
         }
-        let slot = self.supervision.as_ref().and_then(Supervision::lease);
+        let slot = self.lease();
         if slot.is_some() && self.state() == Some(TaskState::Standby) {
             return false;
         }
@@ -425,9 +431,7 @@ impl Entry {
     /// tasks: a singleton's silence counts from no earlier than this, not
     /// from before its standby.
     fn resumed_mono(&self) -> u64 {
-        self.supervision
-            .as_ref()
-            .and_then(Supervision::lease)
+        self.lease()
             .map_or(0, |slot| slot.resumed_mono.load(Ordering::Relaxed))
     }
 
@@ -527,6 +531,16 @@ impl Entry {
     }
 
     /// The running attempt's failure slot and children.
+    /// A singleton task's lease slot; `None` for other tasks, without
+    /// reading the supervision's extras.
+    fn lease(&self) -> Option<&LeaseSlot> {
+        if self.singleton {
+            self.supervision.as_ref()?.lease()
+        } else {
+            None
+        }
+    }
+
     pub(crate) fn attempt_cell(&self) -> &AttemptCell {
         &self.sup().attempt_cell
     }
@@ -739,7 +753,7 @@ impl Entry {
                     errors: q.errors.load(Ordering::Relaxed),
                     evicted: q.evicted.load(Ordering::Relaxed),
                 }),
-            lease: sup.lease().map(|slot| LeaseStatus {
+            lease: self.lease().map(|slot| LeaseStatus {
                 leader: slot.leader.load(Ordering::Relaxed),
                 fencing_token: match slot.fencing.load(Ordering::Relaxed) {
                     0 => None,
