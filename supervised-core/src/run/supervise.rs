@@ -388,12 +388,11 @@ where
                 None if guard.grant.is_some() => token.child_token(),
                 None => token.clone(),
             };
-            let ctx = match (control, &guard.grant) {
-                (None, None) => Context::started_on(entry.clone(), attempt_token.clone(), attempt),
-                (_, grant) => {
-                    let fencing = grant.as_ref().map(|grant| grant.held.fencing_token);
-                    Context::new(entry.clone(), attempt_token.clone(), attempt, fencing)
-                }
+            let ctx = if own_token_on_demand(spec, control) {
+                Context::started_on(entry.clone(), attempt_token.clone(), attempt)
+            } else {
+                let fencing = guard.grant.as_ref().map(|grant| grant.held.fencing_token);
+                Context::new(entry.clone(), attempt_token.clone(), attempt, fencing)
             };
             let ending = 'attempt: {
                 // Matched before any wait, and moved out in both arms: the
@@ -418,9 +417,7 @@ where
                     // `watch_attempt`, written out: its arguments are
                     // then not kept a second time in this future.
                     None => {
-                        // Only a task that is not a group member can make
-                        // its own token meanwhile (a singleton has a grant).
-                        let own = control.is_none();
+                        let own = own_token_on_demand(spec, control);
                         let woke = first_of(&entry, &attempt_token, running, attempt, own).await;
                         match ended(woke, running) {
                             Some(ending) => ending,
@@ -555,8 +552,7 @@ async fn back_off(
     mut deadline: Instant,
 ) -> Waited {
     let mut requested = false;
-    // A group member's token and a singleton's are made with the task.
-    let own_on_demand = control.is_none() && spec.policy.lease.is_none();
+    let own_on_demand = own_token_on_demand(spec, control);
     while deadline > Instant::now() {
         let woken = async {
             match control {
@@ -737,6 +733,14 @@ async fn watch_attempt(
         Some(ending) => ending,
         None => Box::pin(after_cancel(spec, running, attempt, grace)).await,
     }
+}
+
+/// Whether the task makes its own token when its `Context` is first asked
+/// for it ([`Context::started_on`]): not a group member, whose token the
+/// group makes, and not a singleton, whose attempts' tokens are made with
+/// their grants.
+fn own_token_on_demand(spec: &Spec, control: Option<&Control>) -> bool {
+    control.is_none() && spec.policy.lease.is_none()
 }
 
 /// The first of the running attempt's end, its first failure and
