@@ -39,6 +39,38 @@ fn stale_names_keep_the_input_order_and_duplicates() {
     assert_eq!(stale, ["old-2", "unknown", "old-1", "old-2"]);
 }
 
+/// More names than one batch of lookups holds: every stale or unknown name
+/// is found, in the order given, wherever its batch and shard.
+#[test]
+fn stale_names_keep_the_input_order_across_many_names() {
+    let (clock, registry) = manual();
+    let names: Vec<String> = (0..10_000).map(|i| format!("tenant-{i:05}")).collect();
+    for name in &names {
+        registry.heartbeat(name);
+    }
+    clock.advance(2 * MINUTE);
+    for (i, name) in names.iter().enumerate() {
+        if i % 7 != 3 {
+            registry.heartbeat(name);
+        }
+    }
+    let mut asked: Vec<&str> = names.iter().map(String::as_str).collect();
+    asked.insert(5_000, "unknown-in-the-middle");
+    asked.push("tenant-00003");
+    let (healthy, stale) = registry.is_healthy(&asked, MINUTE);
+    let expected: Vec<&str> = asked
+        .iter()
+        .copied()
+        .filter(|name| {
+            name.strip_prefix("tenant-")
+                .is_none_or(|i| i.parse::<usize>().unwrap() % 7 == 3)
+        })
+        .collect();
+    assert!(!healthy);
+    assert_eq!(expected.len(), 10_000 / 7 + 1 + 1 + 1);
+    assert_eq!(stale, expected);
+}
+
 #[test]
 fn unknown_and_empty_inputs() {
     let (_clock, registry) = manual();

@@ -725,6 +725,16 @@ impl Entry {
             blocked_for,
         } = health;
         let since_last_tick = self.age(now_mono);
+        let failures = FailureCounts {
+            panics: sup.panics.load(Ordering::Relaxed).into(),
+            errors: sup.errors.load(Ordering::Relaxed).into(),
+            stalls: sup.stalls.load(Ordering::Relaxed).into(),
+            blocked: sup.blocked.load(Ordering::Relaxed).into(),
+        };
+        // Only a counted failure is recorded as the last one (after its
+        // count): a task that never failed has none, and its cell's lock,
+        // a cache miss and an atomic write, is not taken to learn it.
+        let failed = failures.panics + failures.errors + failures.stalls > 0;
         Some(TaskStatus {
             name: String::from(self.name.as_str()),
             state,
@@ -737,13 +747,12 @@ impl Entry {
             blocked_for,
             expects_heartbeat: sup.settings.expects_heartbeat,
             healthy: health.is_healthy(),
-            failures: FailureCounts {
-                panics: sup.panics.load(Ordering::Relaxed).into(),
-                errors: sup.errors.load(Ordering::Relaxed).into(),
-                stalls: sup.stalls.load(Ordering::Relaxed).into(),
-                blocked: sup.blocked.load(Ordering::Relaxed).into(),
+            failures,
+            last_failure: if failed {
+                sup.attempt_cell.last_failure()
+            } else {
+                None
             },
-            last_failure: sup.attempt_cell.last_failure(),
             parent: self.parent_path(),
             quarantined: sup.quarantine().map(|q| q.list()).unwrap_or_default(),
             isolated: sup

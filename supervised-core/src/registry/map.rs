@@ -23,6 +23,11 @@ use super::Entry;
 /// a writer for a small fraction of its run.
 const SHARDS: usize = 64;
 
+/// How many names [`Names::lookup_each`] looks up at a time: few enough
+/// that their keys and names stay in the cache between their hashing and
+/// their lookup, many enough that each shard is locked for a few dozen.
+const LOOKUP_CHUNK: usize = 4096;
+
 /// One slot: the name, and its entry.
 pub(super) type Slot = (SmolStr, Arc<Entry>);
 
@@ -213,41 +218,55 @@ impl Names {
     }
 
     /// Calls `f` with the index of each of `names` and its entry (`None`
-    /// when the map has none): all the names are hashed first, then looked
-    /// up shard by shard, each shard locked once, so that lookups in one
-    /// shard do not wait for each other's memory reads.
-    pub(super) fn lookup_each(
-        &self,
-        names: &[&str],
-        mut f: impl FnMut(usize, Option<&Arc<Entry>>),
-    ) {
-        let keys: Vec<Key<'_>> = names.iter().map(|name| self.key(name)).collect();
-        // A counting sort of the indices by shard.
-        let mut starts = [0usize; SHARDS + 1];
-        for key in &keys {
-            starts[key.shard() + 1] += 1;
-        }
-        for i in 0..SHARDS {
-            starts[i + 1] += starts[i];
-        }
-        let mut next = starts;
-        let mut order = vec![0u32; keys.len()];
-        for (i, key) in keys.iter().enumerate() {
-            let shard = key.shard();
-            order[next[shard]] = i as u32;
-            next[shard] += 1;
-        }
-        for (shard, run) in starts.windows(2).enumerate() {
-            if run[0] == run[1] {
-                continue;
+    /// when the map has none).
+    ///
+    /// The names are taken [`LOOKUP_CHUNK`] at a time, so that the names and
+    /// keys a chunk reads stay in the cache while it runs. A chunk's names
+    /// are hashed first, then looked up shard by shard, each shard locked
+    /// once per chunk; all of a shard's entries are found before `f` reads
+    /// any, so that the reads of entries, one cache miss each, overlap
+    /// instead of each waiting behind the table lookup before it.
+    pub(super) fn lookup_each(&self, names: &[&str], mut f: impl FnMut(usize, Option<&Entry>)) {
+        let mut keys: Vec<Key<'_>> = Vec::with_capacity(names.len().min(LOOKUP_CHUNK));
+        let mut order: Vec<u32> = Vec::with_capacity(keys.capacity());
+        for (chunk, names) in names.chunks(LOOKUP_CHUNK).enumerate() {
+            let first = chunk * LOOKUP_CHUNK;
+            keys.clear();
+            keys.extend(names.iter().map(|name| self.key(name)));
+            // A counting sort of the chunk's indices by shard.
+            let mut starts = [0usize; SHARDS + 1];
+            for key in &keys {
+                starts[key.shard() + 1] += 1;
             }
-            let table = read(&self.shards[shard]);
-            for &i in &order[run[0]..run[1]] {
-                let key = keys[i as usize];
-                f(
-                    i as usize,
-                    table.find(key.hash, |slot| key.is(slot)).map(|(_, e)| e),
-                );
+            for i in 0..SHARDS {
+                starts[i + 1] += starts[i];
+            }
+            let mut next = starts;
+            order.clear();
+            order.resize(keys.len(), 0);
+            for (i, key) in keys.iter().enumerate() {
+                let shard = key.shard();
+                order[next[shard]] = i as u32;
+                next[shard] += 1;
+            }
+            for (shard, run) in starts.windows(2).enumerate() {
+                if run[0] == run[1] {
+                    continue;
+                }
+                let table = read(&self.shards[shard]);
+                let run = &order[run[0]..run[1]];
+                let found: Vec<Option<&Entry>> = run
+                    .iter()
+                    .map(|&i| {
+                        let key = keys[i as usize];
+                        table
+                            .find(key.hash, |slot| key.is(slot))
+                            .map(|(_, entry)| &**entry)
+                    })
+                    .collect();
+                for (&i, entry) in run.iter().zip(found) {
+                    f(first + i as usize, entry);
+                }
             }
         }
     }
