@@ -280,3 +280,40 @@ impl Names {
 fn read(shard: &Shard) -> RwLockReadGuard<'_, Table> {
     shard.0.read().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+
+    /// Every name asked about is answered once, at its own index, with the
+    /// entry of that name (or none), across more batches than one and in
+    /// a last, partial batch: unknown names among the known ones, and one
+    /// name asked about in two batches.
+    #[test]
+    fn each_name_asked_about_is_answered_once_with_its_entry() {
+        let map = Names::default();
+        let known = 3 * LOOKUP_CHUNK + 5;
+        for i in 0..known {
+            map.get_or_insert(Arc::new(Entry::new(
+                &format!("task-{i}"),
+                &Clock::System,
+                None,
+            )));
+        }
+        let mut asked: Vec<String> = (0..known).map(|i| format!("task-{i}")).collect();
+        asked.insert(LOOKUP_CHUNK + 7, "unknown-1".into());
+        asked.push("unknown-2".into());
+        asked.push("task-3".into());
+        let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let mut answers: Vec<Option<Option<String>>> = vec![None; refs.len()];
+        map.lookup_each(&refs, |i, entry| {
+            assert!(answers[i].is_none(), "index {i} answered twice");
+            answers[i] = Some(entry.map(|e| e.name.to_string()));
+        });
+        for (i, (name, answer)) in refs.iter().zip(answers).enumerate() {
+            let expected = name.starts_with("task-").then(|| name.to_string());
+            assert_eq!(answer, Some(expected), "index {i}");
+        }
+    }
+}

@@ -27,11 +27,12 @@
 //!
 //! The registry is built for 10^5 names (per-tenant and per-connection loops):
 //! the map is sharded with a seeded hasher and keeps short names inline;
-//! views read one shard at a time, taking handles or inline names and
-//! allocating their results outside any lock; [`Registry::is_healthy`]
-//! locks each shard once for all the names it asks about; and a by-name
-//! heartbeat repeated on one thread skips the lookup. BENCHMARKS.md has the
-//! figures.
+//! views read one shard at a time, taking handles or inline names (under
+//! the lock they allocate nothing else but a list of the shard's slots)
+//! and allocating their results outside any lock; [`Registry::is_healthy`]
+//! locks each shard once per batch of 4,096 of the names it asks about;
+//! and a by-name heartbeat repeated on one thread skips the lookup.
+//! BENCHMARKS.md has the figures.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -211,9 +212,9 @@ impl Registry {
     }
 
     /// Handles on every entry but the expired ones, sorted by name: taken
-    /// one shard at a time (nothing is allocated but the handles while a
-    /// shard is locked), each with a sort key made from the name in the
-    /// table, so that sorting reads no entry.
+    /// one shard at a time (nothing is allocated while a shard is locked but
+    /// the handles and lists of the shard's slots), each with a sort key
+    /// made from the name in the table, so that sorting reads no entry.
     fn handles(&self, now: u64, supervised_only: bool) -> Vec<Arc<Entry>> {
         let mut named: Vec<(SmolStr, Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
         self.for_each_live(now, |name, entry| {
@@ -421,7 +422,9 @@ impl Registry {
     /// stale names in the order given (a name given twice is listed twice).
     pub fn is_healthy(&self, names: &[&str], stale_threshold: Duration) -> (bool, Vec<String>) {
         let now = self.inner.clock.now_mono();
-        let mut stale = vec![false; names.len()];
+        // Stale until the lookup says otherwise: a name it did not answer
+        // for is not reported fresh.
+        let mut stale = vec![true; names.len()];
         self.inner.entries.lookup_each(names, |i, entry| {
             stale[i] = entry
                 .filter(|e| !self.expired(e, now))
