@@ -530,7 +530,6 @@ impl Entry {
             .and_then(|sup| sup.attempt_cell.close())
     }
 
-    /// The running attempt's failure slot and children.
     /// A singleton task's lease slot; `None` for other tasks, without
     /// reading the supervision's extras.
     fn lease(&self) -> Option<&LeaseSlot> {
@@ -541,6 +540,7 @@ impl Entry {
         }
     }
 
+    /// The running attempt's failure slot and children.
     pub(crate) fn attempt_cell(&self) -> &AttemptCell {
         &self.sup().attempt_cell
     }
@@ -557,9 +557,6 @@ impl Entry {
     /// instead: cancelling it stops the task.
     pub(crate) fn own_token_or_make(&self, parent: &CancellationToken) -> &CancellationToken {
         let sup = self.sup();
-        if let Some(token) = sup.own_token.get() {
-            return token;
-        }
         let mut made = false;
         let token = sup.own_token.get_or_init(|| {
             made = true;

@@ -797,6 +797,9 @@ impl Future for TaskCancelled<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = self.project();
+        if !*this.own {
+            this.entry.attempt_cell().register(cx.waker());
+        }
         poll_cancelled(this.entry, this.waiting, this.own, cx)
     }
 }
@@ -804,6 +807,11 @@ impl Future for TaskCancelled<'_> {
 /// Polls `waiting`, a wait on the token a task was started on (`own` false)
 /// or on its own token: switched to the task's own token once its `Context`
 /// has made one.
+///
+/// The caller has registered `cx`'s waker in the task's attempt cell
+/// before this call when `own` is false: a token made after the check here
+/// wakes that waker (`Entry::own_token_or_make`), and one made before it is
+/// seen by it (the cell's lock orders the two).
 fn poll_cancelled<'a>(
     entry: &'a Entry,
     mut waiting: Pin<&mut WaitForCancellationFuture<'a>>,
@@ -811,10 +819,6 @@ fn poll_cancelled<'a>(
     cx: &mut TaskContext<'_>,
 ) -> Poll<()> {
     if !*own {
-        // Registered before the check: a token made after the check wakes
-        // this waker (`Entry::own_token_or_make`), and one made before it
-        // is seen by it (the cell's lock orders the two).
-        entry.attempt_cell().register(cx.waker());
         if let Some(token) = entry.own_token() {
             waiting.set(token.cancelled());
             *own = true;
@@ -899,6 +903,8 @@ impl Future for FirstOf<'_> {
         if let Poll::Ready(joined) = Pin::new(&mut **this.handle).poll(cx) {
             return Poll::Ready(Woke::Joined(from_join(joined, *this.attempt)));
         }
+        // Pending, the failure's wait has registered this waker in the
+        // attempt cell, as the wait for the task's own token needs.
         let mut failure = this.entry.attempt_cell().first_failure();
         if let Poll::Ready(failure) = Pin::new(&mut failure).poll(cx) {
             return Poll::Ready(Woke::Failed(Box::new(failure)));
