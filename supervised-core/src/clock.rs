@@ -19,7 +19,6 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-#[cfg(not(target_os = "linux"))]
 use std::sync::OnceLock;
 #[cfg(not(target_os = "linux"))]
 use std::time::Instant;
@@ -151,6 +150,8 @@ struct ManualInner {
     /// Monotonic nanoseconds plus one.
     now: Arc<AtomicU64>,
     wall_offset: AtomicI64,
+    /// [`Clock::stamp_reuse_window`]: 0, except in tests of the reuse.
+    stamp_reuse_window: AtomicU64,
 }
 
 impl ManualClock {
@@ -166,6 +167,7 @@ impl ManualClock {
             inner: Arc::new(ManualInner {
                 now: Arc::new(AtomicU64::new(1)),
                 wall_offset: AtomicI64::new(wall_nanos(wall) - 1),
+                stamp_reuse_window: AtomicU64::new(0),
             }),
         }
     }
@@ -184,6 +186,15 @@ impl ManualClock {
         self.inner
             .wall_offset
             .store(wall_nanos(wall) - mono, Ordering::Relaxed);
+    }
+
+    /// Lets by-name heartbeats keep a monotonic stamp for `window`, as on
+    /// the system clock.
+    #[cfg(test)]
+    pub(crate) fn set_stamp_reuse_window(&self, window: Duration) {
+        self.inner
+            .stamp_reuse_window
+            .store(saturating_nanos(window), Ordering::Relaxed);
     }
 
     /// The current wall reading.
@@ -279,6 +290,33 @@ impl Clock {
         match self {
             Clock::System => system_wall_nanos(),
             _ => encode_wall(self.now_wall()),
+        }
+    }
+
+    /// How long, in nanoseconds of wall time, a by-name heartbeat may keep
+    /// the monotonic stamp that an earlier one on the same thread took,
+    /// instead of reading the monotonic clock again: [`RESOLUTION`] less
+    /// this machine's [`resolution`], so that the stamp kept is never older
+    /// than [`RESOLUTION`] allows: zero (always read) where the tick is
+    /// [`RESOLUTION`] already, and on a [`ManualClock`], whose readings a
+    /// test sets one by one.
+    ///
+    /// The wall reading, which a by-name heartbeat takes anyway, bounds how
+    /// much time has passed since the stamp: a stamp is kept only while the
+    /// wall clock shows less than the window since it was taken, and never
+    /// after the wall clock shows an earlier time. Setting the wall clock
+    /// forward only shortens the real time passed, so the stamp kept is
+    /// fresher than the window allows for no step. Setting it back by just
+    /// the time that then passes makes a kept stamp older than the beat,
+    /// for at most the window: a task shown staler than it is for a few
+    /// milliseconds, never fresher.
+    pub(crate) fn stamp_reuse_window(&self) -> u64 {
+        match self {
+            Clock::System | Clock::Anchored { .. } => {
+                static WINDOW: OnceLock<u64> = OnceLock::new();
+                *WINDOW.get_or_init(|| saturating_nanos(RESOLUTION.saturating_sub(resolution())))
+            }
+            Clock::Manual(m) => m.inner.stamp_reuse_window.load(Ordering::Relaxed),
         }
     }
 

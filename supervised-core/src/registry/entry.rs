@@ -376,6 +376,27 @@ impl Entry {
         let now = self.hot.now();
         self.named_wall.store(wall, Ordering::Relaxed);
         self.named_mono.store(now, Ordering::Relaxed);
+        self.count_named();
+    }
+
+    /// A heartbeat by name at `wall` that keeps the monotonic stamp of the
+    /// last one, because the caller knows it was taken less than a
+    /// [`stamp_reuse_window`](crate::clock::Clock::stamp_reuse_window) ago.
+    /// Declines (`false`) when a `Context` beat is later than that stamp:
+    /// the exact wall time is then the latest only with a new stamp.
+    #[inline]
+    pub(super) fn beat_named_reusing_stamp(&self, wall: i64) -> bool {
+        if self.beat_mono.load(Ordering::Relaxed) > self.named_mono.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.named_wall.store(wall, Ordering::Relaxed);
+        self.count_named();
+        true
+    }
+
+    /// Counts a by-name heartbeat.
+    #[inline]
+    fn count_named(&self) {
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
         if n == 0 {
@@ -462,6 +483,14 @@ impl Entry {
         }
         self.state.store(state.to_u8(), Ordering::Release);
         self.wake_watchers();
+    }
+
+    /// `false` while the task has certainly not reached a final state (one
+    /// load, for the by-name heartbeat's cache); [`Entry::ended_mono`] says
+    /// for sure.
+    #[inline]
+    pub(super) fn may_have_ended(&self) -> bool {
+        self.ended_mono.load(Ordering::Relaxed) != 0
     }
 
     /// When the task reached its final state (registry-clock stamp); `None`

@@ -340,11 +340,28 @@ impl Registry {
     ///
     /// Each thread remembers the entries of the last names it beat, so that a
     /// repeated beat costs a clock read and a few stores, without a lookup.
+    ///
+    /// The age that staleness is judged by counts from a monotonic stamp,
+    /// accurate to [`RESOLUTION`](crate::clock::RESOLUTION) like a
+    /// [`Context`](crate::Context) heartbeat's: a beat that its thread's
+    /// previous beat of the name stamped only milliseconds before (by the
+    /// wall reading this beat takes anyway) keeps that stamp instead of
+    /// reading a second clock. A kept stamp can only make the name look
+    /// older than it is, never younger.
+    #[inline]
     pub fn heartbeat(&self, name: &str) {
         let wall = self.inner.clock.now_wall_encoded();
-        if cache::beat(&self.inner, name, wall) {
-            return;
+        if !cache::beat(&self.inner, name, wall) {
+            self.heartbeat_uncached(name, wall);
         }
+    }
+
+    /// A heartbeat of `name` at `wall` that this thread's cache could not
+    /// take: the name is looked up (and made, or made again after its
+    /// retention), beaten with a new stamp and remembered.
+    #[cold]
+    #[inline(never)]
+    fn heartbeat_uncached(&self, name: &str, wall: i64) {
         let now = self.inner.clock.now_mono();
         let held = self.inner.entries.get(name);
         let entry = match held {
@@ -371,7 +388,7 @@ impl Registry {
             }
         };
         entry.beat_named(wall);
-        cache::remember(&self.inner, name, entry);
+        cache::remember(&self.inner, name, entry, wall);
     }
 
     /// The entry of `name`, made heartbeat-only if no entry holds the name
