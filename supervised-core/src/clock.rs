@@ -294,22 +294,24 @@ impl Clock {
     }
 
     /// How long, in nanoseconds of wall time, a by-name heartbeat may keep
-    /// the monotonic stamp that an earlier one on the same thread took,
+    /// the name's monotonic stamp, taken by an earlier beat of its thread,
     /// instead of reading the monotonic clock again: [`RESOLUTION`] less
-    /// this machine's [`resolution`], so that the stamp kept is never older
-    /// than [`RESOLUTION`] allows: zero (always read) where the tick is
+    /// this machine's [`resolution`]. Zero (always read) where the tick is
     /// [`RESOLUTION`] already, and on a [`ManualClock`], whose readings a
     /// test sets one by one.
     ///
-    /// The wall reading, which a by-name heartbeat takes anyway, bounds how
-    /// much time has passed since the stamp: a stamp is kept only while the
-    /// wall clock shows less than the window since it was taken, and never
-    /// after the wall clock shows an earlier time. Setting the wall clock
-    /// forward only shortens the real time passed, so the stamp kept is
-    /// fresher than the window allows for no step. Setting it back by just
-    /// the time that then passes makes a kept stamp older than the beat,
-    /// for at most the window: a task shown staler than it is for a few
-    /// milliseconds, never fresher.
+    /// The wall reading, which a by-name heartbeat takes anyway for its
+    /// exact time, tells how much time has passed since the stamp: the two
+    /// clocks run at the same rate (NTP's slewing speeds or slows both), so
+    /// while nobody sets the wall clock, a stamp kept for less than the
+    /// window is at most [`RESOLUTION`] old, as a `Context` beat's may be.
+    /// A stamp is never kept once the wall clock shows an earlier time than
+    /// when it was taken. Setting the wall clock forward only makes the
+    /// wall time passed longer than the real time, so a kept stamp is then
+    /// younger than the window. Setting it back by `d`, and beating again
+    /// within the window of `d` later, keeps a stamp about `d` old: until
+    /// that thread's next beat takes a new one, the name's age reads up to
+    /// `d` too long. A name is shown older than it is then, never younger.
     pub(crate) fn stamp_reuse_window(&self) -> u64 {
         match self {
             Clock::System | Clock::Anchored { .. } => {

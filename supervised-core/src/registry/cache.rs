@@ -168,63 +168,104 @@ mod tests {
         (clock, registry)
     }
 
+    /// The name every test beats, bound once in each test: one text at one
+    /// address, so that each beat after the first finds it in the thread's
+    /// cache.
+    const NAME: &str = "a";
+
     #[test]
     fn a_kept_stamp_shows_a_name_staler_never_fresher() {
         let (clock, registry) = reusing();
-        registry.heartbeat("a");
+        let name = NAME;
+        registry.heartbeat(name);
         clock.advance(2 * MS);
-        registry.heartbeat("a");
+        registry.heartbeat(name);
         // The wall time is the beat's own; the age counts from the kept
         // stamp, 2 ms back.
-        assert_eq!(registry.last_tick("a"), Some(clock.now()));
-        assert!(!registry.is_healthy(&["a"], MS).0);
-        assert!(registry.is_healthy(&["a"], 2 * MS).0);
+        assert_eq!(registry.last_tick(name), Some(clock.now()));
+        assert!(!registry.is_healthy(&[name], MS).0);
+        assert!(registry.is_healthy(&[name], 2 * MS).0);
         // 7 ms after the stamp: a new one.
         clock.advance(5 * MS);
-        registry.heartbeat("a");
-        assert!(registry.is_healthy(&["a"], Duration::ZERO).0);
+        registry.heartbeat(name);
+        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
     }
 
     #[test]
     fn a_wall_clock_set_back_takes_a_new_stamp() {
         let (clock, registry) = reusing();
-        registry.heartbeat("a");
+        let name = NAME;
+        registry.heartbeat(name);
         clock.advance(MS);
-        clock.set_wall(clock.now() - Duration::from_secs(3600));
-        registry.heartbeat("a");
-        assert!(registry.is_healthy(&["a"], Duration::ZERO).0);
-        assert_eq!(registry.last_tick("a"), Some(clock.now()));
+        registry.heartbeat(name);
+        assert!(
+            !registry.is_healthy(&[name], Duration::ZERO).0,
+            "the second beat kept the first one's stamp"
+        );
+        // Set back by less than the window: the wall clock shows 1 ms
+        // before the stamp.
+        clock.advance(MS);
+        clock.set_wall(clock.now() - 3 * MS);
+        registry.heartbeat(name);
+        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
+        assert_eq!(registry.last_tick(name), Some(clock.now()));
+    }
+
+    #[test]
+    fn a_wall_clock_set_back_by_the_time_that_then_passes_shows_the_name_older_until_the_next_stamp(
+    ) {
+        let (clock, registry) = reusing();
+        let name = NAME;
+        registry.heartbeat(name);
+        // Set back a second; the next beat comes a second and 1 ms later,
+        // when the wall clock shows 1 ms after the stamp: it keeps it.
+        clock.set_wall(clock.now() - Duration::from_secs(1));
+        clock.advance(Duration::from_secs(1) + MS);
+        registry.heartbeat(name);
+        assert!(!registry.is_healthy(&[name], Duration::from_secs(1)).0);
+        assert!(registry.is_healthy(&[name], Duration::from_secs(1) + MS).0);
+        // The thread's next beat past the window takes a new stamp.
+        clock.advance(6 * MS);
+        registry.heartbeat(name);
+        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
     }
 
     #[test]
     fn a_context_beat_after_the_stamp_takes_a_new_one() {
         let (clock, registry) = reusing();
-        registry.heartbeat("a");
-        let entry = registry.inner.entries.get("a").unwrap();
+        let name = NAME;
+        registry.heartbeat(name);
+        let entry = registry.inner.entries.get(name).unwrap();
         clock.advance(MS);
+        registry.heartbeat(name);
+        assert!(
+            !registry.is_healthy(&[name], Duration::ZERO).0,
+            "the second beat kept the first one's stamp"
+        );
         // A heartbeat-only entry has no attempt: attempt 0 beats it.
         entry.beat_for(0);
         clock.advance(MS);
-        registry.heartbeat("a");
+        registry.heartbeat(name);
         // The by-name beat is the latest, with its exact time.
-        assert_eq!(registry.last_tick("a"), Some(clock.now()));
-        assert!(registry.is_healthy(&["a"], Duration::ZERO).0);
+        assert_eq!(registry.last_tick(name), Some(clock.now()));
+        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
     }
 
     #[test]
     fn a_thread_keeps_the_latest_stamp_whichever_thread_took_it() {
         let (clock, registry) = reusing();
-        registry.heartbeat("a");
+        let name = NAME;
+        registry.heartbeat(name);
         clock.advance(3 * MS);
         // Another thread's first beat of the name takes a new stamp.
         std::thread::scope(|s| {
-            s.spawn(|| registry.heartbeat("a"));
+            s.spawn(|| registry.heartbeat(name));
         });
         clock.advance(2 * MS);
         // Within this thread's window: the stamp kept is the other
         // thread's, 2 ms back, not this thread's own, 5 ms back.
-        registry.heartbeat("a");
-        assert!(registry.is_healthy(&["a"], 2 * MS).0);
-        assert!(!registry.is_healthy(&["a"], MS).0);
+        registry.heartbeat(name);
+        assert!(registry.is_healthy(&[name], 2 * MS).0);
+        assert!(!registry.is_healthy(&[name], MS).0);
     }
 }

@@ -373,15 +373,27 @@ impl Entry {
     /// A heartbeat by name at `wall`, encoded by
     /// [`encode_wall`](crate::clock::encode_wall).
     pub(super) fn beat_named(&self, wall: i64) {
-        let now = self.hot.now();
+        self.beat_named_stamped(wall, self.hot.now());
+    }
+
+    /// [`Entry::beat_named`] with the monotonic stamp `now`, read by the
+    /// caller.
+    #[inline]
+    fn beat_named_stamped(&self, wall: i64, now: u64) {
         self.named_wall.store(wall, Ordering::Relaxed);
-        self.named_mono.store(now, Ordering::Relaxed);
+        // Never back: a beat whose thread was held up between its clock
+        // read and this write would otherwise leave an older stamp than
+        // another thread's, which beats that keep the stamp then keep. One
+        // read-modify-write per stamp, which repeated beats take once per
+        // window.
+        self.named_mono.fetch_max(now, Ordering::Relaxed);
         self.count_named();
     }
 
-    /// A heartbeat by name at `wall` that keeps the monotonic stamp of the
-    /// last one, because the caller knows it was taken less than a
-    /// [`stamp_reuse_window`](crate::clock::Clock::stamp_reuse_window) ago.
+    /// A heartbeat by name at `wall` that keeps the name's monotonic stamp,
+    /// because the caller's thread took one less than a
+    /// [`stamp_reuse_window`](crate::clock::Clock::stamp_reuse_window) ago
+    /// (the stamp kept may be another thread's, later).
     /// Declines (`false`) when a `Context` beat is later than that stamp:
     /// the exact wall time is then the latest only with a new stamp.
     #[inline]
@@ -829,6 +841,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+
+    #[test]
+    fn a_by_name_stamp_written_late_does_not_move_the_stamp_back() {
+        let (_, _, entry) = on_manual_clock(false);
+        let ms = |n: u64| n * 1_000_000;
+        // A beat stamped at 20 ms, then one whose thread read the clock at
+        // 10 ms and was held up until after it.
+        entry.beat_named_stamped(2, ms(20));
+        entry.beat_named_stamped(1, ms(10));
+        assert_eq!(entry.age(ms(25)), Some(Duration::from_millis(5)));
+        assert_eq!(entry.beats(), 2);
+    }
 
     #[test]
     fn failure_counts_saturate_instead_of_wrapping() {

@@ -343,11 +343,14 @@ impl Registry {
     ///
     /// The age that staleness is judged by counts from a monotonic stamp,
     /// accurate to [`RESOLUTION`](crate::clock::RESOLUTION) like a
-    /// [`Context`](crate::Context) heartbeat's: a beat that its thread's
-    /// previous beat of the name stamped only milliseconds before (by the
-    /// wall reading this beat takes anyway) keeps that stamp instead of
+    /// [`Context`](crate::Context) heartbeat's. A beat that comes only
+    /// milliseconds after its thread's last stamped beat of the name (by
+    /// the wall reading it takes anyway) keeps the name's stamp instead of
     /// reading a second clock. A kept stamp can only make the name look
-    /// older than it is, never younger.
+    /// older than it is, never younger: when the wall clock is set back by
+    /// some time `d` and the thread beats the name again about `d` after
+    /// its last stamp, the name's age reads up to `d` too long until the
+    /// thread's next beat.
     #[inline]
     pub fn heartbeat(&self, name: &str) {
         let wall = self.inner.clock.now_wall_encoded();
