@@ -168,10 +168,25 @@ mod tests {
         (clock, registry)
     }
 
-    /// The name every test beats, bound once in each test: one text at one
-    /// address, so that each beat after the first finds it in the thread's
-    /// cache.
-    const NAME: &str = "a";
+    /// The name every test beats: a static, so that every read of it is
+    /// the same text at the same address, and each beat after the first
+    /// finds it in the thread's cache.
+    static NAME: &str = "a";
+
+    /// A registry whose name was beaten twice, 1 ms apart, the second beat
+    /// keeping the first one's stamp (checked, so that a test that builds
+    /// on it knows the cache is hit).
+    fn beaten_twice() -> (ManualClock, Registry) {
+        let (clock, registry) = reusing();
+        registry.heartbeat(NAME);
+        clock.advance(MS);
+        registry.heartbeat(NAME);
+        assert!(
+            !registry.is_healthy(&[NAME], Duration::ZERO).0,
+            "the second beat kept the first one's stamp"
+        );
+        (clock, registry)
+    }
 
     #[test]
     fn a_kept_stamp_shows_a_name_staler_never_fresher() {
@@ -193,15 +208,8 @@ mod tests {
 
     #[test]
     fn a_wall_clock_set_back_takes_a_new_stamp() {
-        let (clock, registry) = reusing();
+        let (clock, registry) = beaten_twice();
         let name = NAME;
-        registry.heartbeat(name);
-        clock.advance(MS);
-        registry.heartbeat(name);
-        assert!(
-            !registry.is_healthy(&[name], Duration::ZERO).0,
-            "the second beat kept the first one's stamp"
-        );
         // Set back by less than the window: the wall clock shows 1 ms
         // before the stamp.
         clock.advance(MS);
@@ -232,16 +240,9 @@ mod tests {
 
     #[test]
     fn a_context_beat_after_the_stamp_takes_a_new_one() {
-        let (clock, registry) = reusing();
+        let (clock, registry) = beaten_twice();
         let name = NAME;
-        registry.heartbeat(name);
         let entry = registry.inner.entries.get(name).unwrap();
-        clock.advance(MS);
-        registry.heartbeat(name);
-        assert!(
-            !registry.is_healthy(&[name], Duration::ZERO).0,
-            "the second beat kept the first one's stamp"
-        );
         // A heartbeat-only entry has no attempt: attempt 0 beats it.
         entry.beat_for(0);
         clock.advance(MS);
