@@ -4,6 +4,11 @@
 //!
 //! * a **monotonic** reading, in nanoseconds, decides every age ("how long since
 //!   the last heartbeat?"). It never jumps when the system's wall clock is set.
+//!   One bounded exception: a by-name heartbeat that repeats within a few
+//!   milliseconds keeps the name's last stamp, judging the time passed by the
+//!   wall reading it takes anyway. A wall clock set back can then make the
+//!   name look older than it is, never younger (see
+//!   [`Registry::heartbeat`](crate::Registry::heartbeat)).
 //! * a **wall** reading ([`SystemTime`]) is only for display. It is derived from
 //!   the monotonic stamp and the current relation between the two clocks, so a
 //!   displayed time follows the system clock when an operator or NTP sets it.
