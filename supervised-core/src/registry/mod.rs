@@ -215,7 +215,10 @@ impl Registry {
     /// one shard at a time (nothing is allocated while a shard is locked but
     /// the handles and lists of the shard's slots), each with a sort key
     /// made from the name in the table, so that sorting reads no entry.
-    fn handles(&self, now: u64, supervised_only: bool) -> Vec<Arc<Entry>> {
+    /// Each comes with its name copied from the table (inline when short),
+    /// for views that would otherwise read it from the entry's last cache
+    /// line.
+    fn handles(&self, now: u64, supervised_only: bool) -> Vec<(SmolStr, Arc<Entry>)> {
         let mut named: Vec<(SmolStr, Arc<Entry>)> = Vec::with_capacity(self.inner.entries.len());
         self.for_each_live(now, |name, entry| {
             if !supervised_only || entry.supervision.is_some() {
@@ -223,9 +226,6 @@ impl Registry {
             }
         });
         sort_by_name(named, |(name, _)| name)
-            .into_iter()
-            .map(|(_, e)| e)
-            .collect()
     }
 
     /// Calls `f` on every entry but the expired ones (removed first, when a
@@ -474,7 +474,11 @@ impl Registry {
         // Sort the small handles, not the large statuses.
         let handles = self.handles(now, true);
         let mut out = Vec::with_capacity(handles.len());
-        out.extend(handles.iter().filter_map(|e| e.status(&clock, now)));
+        out.extend(
+            handles
+                .iter()
+                .filter_map(|(name, e)| e.status_named(name, &clock, now)),
+        );
         out
     }
 
@@ -515,8 +519,9 @@ const STATUSES_PER_READING: usize = 128;
 
 /// The supervised tasks of a registry, sorted by name, whose statuses are
 /// made one at a time ([`Registry::statuses`]). A view that writes each
-/// status and drops it holds a pointer per task, where [`Registry::tasks`]
-/// holds every status at once: 344 bytes each, 34 MB for 100,000 tasks,
+/// status and drops it holds a handle and a name (32 bytes) per task,
+/// where [`Registry::tasks`] holds every status at once: 344 bytes each,
+/// 34 MB for 100,000 tasks,
 /// which glibc's allocator maps afresh for every call (its threshold for
 /// reusing freed memory stops at 32 MB), so that each page faults in again.
 ///
@@ -532,7 +537,10 @@ pub(crate) struct Statuses {
     base: Clock,
     /// `base`, read at the last refresh.
     clock: Clock,
-    entries: Vec<Arc<Entry>>,
+    /// The tasks' entries, each with a copy of its name (inline when
+    /// short), so that a name is read next to the others, not from its
+    /// entry.
+    entries: Vec<(SmolStr, Arc<Entry>)>,
 }
 
 #[cfg(feature = "http")]
@@ -544,7 +552,7 @@ impl Statuses {
 
     /// The name of the `i`th task.
     pub(crate) fn name(&self, i: usize) -> &str {
-        self.entries[i].name.as_str()
+        self.entries[i].0.as_str()
     }
 
     /// Reads the clock that the next statuses are judged at.
@@ -555,7 +563,8 @@ impl Statuses {
     /// The status of the `i`th task, made from its entry now and judged at
     /// the last refresh, as [`Registry::tasks`] would list it.
     pub(crate) fn status(&self, i: usize) -> Option<TaskStatus> {
-        self.entries[i].status(&self.clock, self.clock.now_mono())
+        let (name, entry) = &self.entries[i];
+        entry.status_named(name, &self.clock, self.clock.now_mono())
     }
 
     /// Every status in turn, for a view that takes them all at once: the
@@ -699,12 +708,12 @@ impl Registry {
         let now = clock.now_mono();
         self.handles(now, false)
             .iter()
-            .filter_map(|e| {
+            .filter_map(|(name, e)| {
                 let at = e.last_tick(&clock)?;
                 let age = e.age(now)?;
                 let supervised = e.supervision.is_some();
                 Some((
-                    String::from(e.name.as_str()),
+                    String::from(name.as_str()),
                     LastBeat {
                         at,
                         age,
@@ -747,7 +756,10 @@ mod tests {
         let sorted: Vec<String> = registry
             .handles(now, false)
             .iter()
-            .map(|e| e.name.to_string())
+            .map(|(name, e)| {
+                assert_eq!(name, &e.name);
+                e.name.to_string()
+            })
             .collect();
         let snapshot: Vec<String> = registry.snapshot().into_keys().collect();
         names.sort();
