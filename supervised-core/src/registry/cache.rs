@@ -191,82 +191,77 @@ mod tests {
     #[test]
     fn a_kept_stamp_shows_a_name_staler_never_fresher() {
         let (clock, registry) = reusing();
-        let name = NAME;
-        registry.heartbeat(name);
+        registry.heartbeat(NAME);
         clock.advance(2 * MS);
-        registry.heartbeat(name);
+        registry.heartbeat(NAME);
         // The wall time is the beat's own; the age counts from the kept
         // stamp, 2 ms back.
-        assert_eq!(registry.last_tick(name), Some(clock.now()));
-        assert!(!registry.is_healthy(&[name], MS).0);
-        assert!(registry.is_healthy(&[name], 2 * MS).0);
+        assert_eq!(registry.last_tick(NAME), Some(clock.now()));
+        assert!(!registry.is_healthy(&[NAME], MS).0);
+        assert!(registry.is_healthy(&[NAME], 2 * MS).0);
         // 7 ms after the stamp: a new one.
         clock.advance(5 * MS);
-        registry.heartbeat(name);
-        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
+        registry.heartbeat(NAME);
+        assert!(registry.is_healthy(&[NAME], Duration::ZERO).0);
     }
 
     #[test]
     fn a_wall_clock_set_back_takes_a_new_stamp() {
         let (clock, registry) = beaten_twice();
-        let name = NAME;
         // Set back by less than the window: the wall clock shows 1 ms
         // before the stamp.
         clock.advance(MS);
         clock.set_wall(clock.now() - 3 * MS);
-        registry.heartbeat(name);
-        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
-        assert_eq!(registry.last_tick(name), Some(clock.now()));
+        registry.heartbeat(NAME);
+        assert!(registry.is_healthy(&[NAME], Duration::ZERO).0);
+        assert_eq!(registry.last_tick(NAME), Some(clock.now()));
     }
 
     #[test]
     fn a_wall_clock_set_back_by_the_time_that_then_passes_shows_the_name_older_until_the_next_stamp(
     ) {
         let (clock, registry) = reusing();
-        let name = NAME;
-        registry.heartbeat(name);
+        registry.heartbeat(NAME);
         // Set back a second; the next beat comes a second and 1 ms later,
         // when the wall clock shows 1 ms after the stamp: it keeps it.
         clock.set_wall(clock.now() - Duration::from_secs(1));
         clock.advance(Duration::from_secs(1) + MS);
-        registry.heartbeat(name);
-        assert!(!registry.is_healthy(&[name], Duration::from_secs(1)).0);
-        assert!(registry.is_healthy(&[name], Duration::from_secs(1) + MS).0);
+        registry.heartbeat(NAME);
+        assert!(!registry.is_healthy(&[NAME], Duration::from_secs(1)).0);
+        assert!(registry.is_healthy(&[NAME], Duration::from_secs(1) + MS).0);
         // The thread's next beat past the window takes a new stamp.
         clock.advance(6 * MS);
-        registry.heartbeat(name);
-        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
+        registry.heartbeat(NAME);
+        assert!(registry.is_healthy(&[NAME], Duration::ZERO).0);
     }
 
     #[test]
     fn a_context_beat_after_the_stamp_takes_a_new_one() {
         let (clock, registry) = beaten_twice();
-        let name = NAME;
-        let entry = registry.inner.entries.get(name).unwrap();
+        let entry = registry.inner.entries.get(NAME).unwrap();
         // A heartbeat-only entry has no attempt: attempt 0 beats it.
         entry.beat_for(0);
         clock.advance(MS);
-        registry.heartbeat(name);
+        registry.heartbeat(NAME);
         // The by-name beat is the latest, with its exact time.
-        assert_eq!(registry.last_tick(name), Some(clock.now()));
-        assert!(registry.is_healthy(&[name], Duration::ZERO).0);
+        assert_eq!(registry.last_tick(NAME), Some(clock.now()));
+        assert!(registry.is_healthy(&[NAME], Duration::ZERO).0);
     }
 
     #[test]
     fn a_thread_keeps_the_latest_stamp_whichever_thread_took_it() {
         let (clock, registry) = reusing();
-        let name = NAME;
-        registry.heartbeat(name);
+        registry.heartbeat(NAME);
         clock.advance(3 * MS);
         // Another thread's first beat of the name takes a new stamp.
         std::thread::scope(|s| {
-            s.spawn(|| registry.heartbeat(name));
+            s.spawn(|| registry.heartbeat(NAME));
         });
         clock.advance(2 * MS);
         // Within this thread's window: the stamp kept is the other
         // thread's, 2 ms back, not this thread's own, 5 ms back.
-        registry.heartbeat(name);
-        assert!(registry.is_healthy(&[name], 2 * MS).0);
-        assert!(!registry.is_healthy(&[name], MS).0);
+        registry.heartbeat(NAME);
+        assert!(registry.is_healthy(&[NAME], 2 * MS).0);
+        assert!(!registry.is_healthy(&[NAME], MS).0);
     }
 }

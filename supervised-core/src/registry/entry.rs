@@ -248,11 +248,7 @@ impl Entry {
     fn beat(&self) {
         let now = self.hot.now();
         self.beat_mono.store(now, Ordering::Relaxed);
-        let n = self.beats.load(Ordering::Relaxed);
-        self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
-        if n == 0 {
-            self.first_beat();
-        }
+        self.count_beat();
     }
 
     /// The first beat ever: wakes whoever waits for the task to be ready.
@@ -387,7 +383,7 @@ impl Entry {
         // read-modify-write per stamp, which repeated beats take once per
         // window.
         self.named_mono.fetch_max(now, Ordering::Relaxed);
-        self.count_named();
+        self.count_beat();
     }
 
     /// A heartbeat by name at `wall` that keeps the name's monotonic stamp,
@@ -402,13 +398,14 @@ impl Entry {
             return false;
         }
         self.named_wall.store(wall, Ordering::Relaxed);
-        self.count_named();
+        self.count_beat();
         true
     }
 
-    /// Counts a by-name heartbeat.
+    /// Counts a heartbeat of either kind; the first wakes whoever waits for
+    /// the task to be ready.
     #[inline]
-    fn count_named(&self) {
+    fn count_beat(&self) {
         let n = self.beats.load(Ordering::Relaxed);
         self.beats.store(n.wrapping_add(1), Ordering::Relaxed);
         if n == 0 {

@@ -521,9 +521,9 @@ const STATUSES_PER_READING: usize = 128;
 /// made one at a time ([`Registry::statuses`]). A view that writes each
 /// status and drops it holds a handle and a name (32 bytes) per task,
 /// where [`Registry::tasks`] holds every status at once: 344 bytes each,
-/// 34 MB for 100,000 tasks,
-/// which glibc's allocator maps afresh for every call (its threshold for
-/// reusing freed memory stops at 32 MB), so that each page faults in again.
+/// 34 MB for 100,000 tasks, which glibc's allocator maps afresh for every
+/// call (its threshold for reusing freed memory stops at 32 MB), so that
+/// each page faults in again.
 ///
 /// A status is judged at the last [`Statuses::refresh`] (or the list's
 /// making), which a view that makes statuses long after the list was taken
