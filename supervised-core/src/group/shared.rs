@@ -166,7 +166,7 @@ impl Shared {
     /// call, and that member is the shutdown's to judge (abandoned), not
     /// cancelled. A report for a supervisor the member no longer runs (one
     /// of an earlier run, dropped late) is ignored.
-    pub(super) fn absorb_dropped(&self, state: &mut State) {
+    fn absorb_dropped(&self, state: &mut State) {
         let dropped = std::mem::take(&mut *lock(&self.dropped));
         for (id, task) in dropped {
             if let Some(m) = state.members.by_id_mut(id) {

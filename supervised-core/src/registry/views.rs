@@ -1,6 +1,8 @@
-//! The registry's views: the status of every task, the last heartbeat of
-//! every name, and the health check of a list of names. Each walks the map
-//! one shard at a time and sorts what it took outside any lock.
+//! The registry's views: the status of one task or of every task, the last
+//! heartbeat of every name, and the health check of a list of names. The
+//! views of every task or name walk the map one shard at a time and sort
+//! what they took outside any lock; the health check looks its names up in
+//! batches, each shard locked once per batch.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -176,7 +176,7 @@ impl fmt::Display for Exit {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GaveUp {
-    /// Its policy is [`RestartPolicy::Never`](crate::policy::RestartPolicy::Never).
+    /// Its policy is [`RestartPolicy::Never`](crate::RestartPolicy::Never).
     NoRestart,
     /// It would have needed more than `max_restarts` restarts within `within`.
     RestartLimit {

@@ -1,5 +1,5 @@
 //! A task's specification: its name, registry and policy, set by the
-//! builder calls, and how it is run, spawned or made into a [`Task`](crate::Task).
+//! builder calls, and how it is run, spawned, or started as a group member.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

@@ -1,5 +1,6 @@
-//! One name in the registry: its heartbeats and, for a supervised task, its
-//! supervision data.
+//! One name in the registry: the entry, its state and, for a supervised
+//! task, its supervision data. Heartbeats are in `beat`, a task's life in
+//! `task`, its health and status in `health`.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

@@ -115,7 +115,7 @@ impl Drop for Guard {
     }
 }
 
-pub(super) struct FinishOnDrop(Arc<Entry>);
+struct FinishOnDrop(Arc<Entry>);
 
 impl Drop for FinishOnDrop {
     fn drop(&mut self) {

@@ -55,7 +55,7 @@ pub(super) async fn watch_held(
 
 /// Waits for the attempt to end, a child to panic or the watchdog to find it
 /// stalled, or cancellation (then at most `grace`).
-pub(super) async fn watch_attempt(
+async fn watch_attempt(
     spec: &Spec,
     entry: &Entry,
     token: &CancellationToken,
@@ -72,7 +72,7 @@ pub(super) async fn watch_attempt(
 }
 
 /// Whether the task makes its own token when its `Context` is first asked
-/// for it ([`Context::started_on`]): not a group member, whose token the
+/// for it ([`Context::started_on`](crate::Context::started_on)): not a group member, whose token the
 /// group makes, and not a singleton, whose attempts' tokens are made with
 /// their grants.
 pub(super) fn own_token_on_demand(spec: &Spec, control: Option<&Control>) -> bool {
@@ -148,7 +148,7 @@ impl Future for TaskCancelled<'_> {
 /// before this call when `own` is false: a token made after the check here
 /// wakes that waker (`Entry::own_token_or_make`), and one made before it is
 /// seen by it (the cell's lock orders the two).
-pub(super) fn poll_cancelled<'a>(
+fn poll_cancelled<'a>(
     entry: &'a Entry,
     mut waiting: Pin<&mut WaitForCancellationFuture<'a>>,
     own: &mut bool,
